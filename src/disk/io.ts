@@ -1,0 +1,66 @@
+import { type FileHandle, open } from 'node:fs/promises';
+import { DiskError } from './errors.js';
+
+/**
+ * Random-access bytes: a local file, a range-readable S3 object, anything. The qcow2 reader only
+ * uses this, so the same code opens images on a filesystem target and on S3.
+ */
+export interface RandomAccessFile {
+  /** Size in bytes of the file (not the virtual disk). */
+  readonly size: number;
+  /** A human name for messages (path or URL). */
+  readonly name: string;
+  /** Reads up to `length` bytes at `offset`; returns fewer only at end of file. */
+  read(offset: number, length: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+/** A sequential byte stream: what the one-pass qcow2 writer emits into (file, S3 multipart upload). */
+export interface ByteSink {
+  write(chunk: Buffer): Promise<void>;
+  /** Flushes and makes the bytes durable; the sink is unusable afterwards. */
+  close(): Promise<void>;
+  /** Throws away what was written (deletes a temp file, aborts a multipart upload). */
+  abort(): Promise<void>;
+}
+
+export class LocalFile implements RandomAccessFile {
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly name: string,
+    public size: number,
+  ) {}
+
+  static async open(path: string, mode: 'r' | 'r+' = 'r'): Promise<LocalFile> {
+    let fh: FileHandle;
+    try {
+      fh = await open(path, mode);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new DiskError('DISK_NOT_FOUND', `${path}: no such file`, { cause: err });
+      throw new DiskError('DISK_IO', `${path}: cannot open (${code ?? String(err)})`, { cause: err });
+    }
+    const st = await fh.stat();
+    return new LocalFile(fh, path, st.size);
+  }
+
+  get handle(): FileHandle {
+    return this.fh;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const want = Math.max(0, Math.min(length, this.size - offset));
+    const buf = Buffer.allocUnsafe(want);
+    let done = 0;
+    while (done < want) {
+      const { bytesRead } = await this.fh.read(buf, done, want - done, offset + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done === want ? buf : buf.subarray(0, done);
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
