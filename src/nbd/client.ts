@@ -1,0 +1,472 @@
+import { NbdError } from './errors.js';
+import {
+  type BlockSizeConstraints,
+  type ExportListing,
+  listExports,
+  type NegotiatedExport,
+  negotiate,
+} from './handshake.js';
+import {
+  BASE_ALLOCATION,
+  DEFAULT_MIN_BLOCK_SIZE,
+  DEFAULT_PREFERRED_BLOCK_SIZE,
+  encodeRequestHeader,
+  MAX_SAFE_PAYLOAD,
+  NBD_CMD_BLOCK_STATUS,
+  NBD_CMD_DISC,
+  NBD_CMD_FLAG_FAST_ZERO,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLUSH,
+  NBD_CMD_READ,
+  NBD_CMD_TRIM,
+  NBD_CMD_WRITE,
+  NBD_CMD_WRITE_ZEROES,
+  NBD_ESHUTDOWN,
+  NBD_FLAG_CAN_MULTI_CONN,
+  NBD_FLAG_READ_ONLY,
+  NBD_FLAG_SEND_FAST_ZERO,
+  NBD_FLAG_SEND_FLUSH,
+  NBD_FLAG_SEND_FUA,
+  NBD_FLAG_SEND_TRIM,
+  NBD_FLAG_SEND_WRITE_ZEROES,
+} from './protocol.js';
+import { type BlockDescriptor, type InFlightRequest, ReplyParser } from './replies.js';
+import { describeEndpoint, type NbdEndpoint, Transport } from './transport.js';
+import { type NbdTarget, parseNbdUri } from './uri.js';
+
+export interface NbdClientOptions {
+  /** Export to open when the target is an endpoint; a URI carries its own. Default: '' (default export). */
+  exportName?: string;
+  /** Metadata contexts to select (default: base:allocation). */
+  metaContexts?: readonly string[];
+  /** Negotiate structured replies (default true); off only to exercise simple replies. */
+  structuredReplies?: boolean;
+  /** Requests on the wire at once (default 16). More requests wait their turn. */
+  maxInFlight?: number;
+  /** Largest read/write sent in one request (default 2 MiB; never above the server maximum or 32 MiB). */
+  maxRequestSize?: number;
+  /** Bound on connect + handshake (default 30 s). */
+  connectTimeoutMs?: number;
+}
+
+export interface WriteOptions {
+  /** Force unit access: the reply comes only once the data is durable. */
+  fua?: boolean;
+}
+
+export interface WriteZeroesOptions extends WriteOptions {
+  /** The server must allocate (not punch a hole). */
+  noHole?: boolean;
+  /** Fail with ENOTSUP rather than be slow (requires canFastZero). */
+  fastZero?: boolean;
+}
+
+export type NbdTargetInput = string | NbdTarget | NbdEndpoint;
+
+const DEFAULT_MAX_IN_FLIGHT = 16;
+const DEFAULT_MAX_REQUEST = 2 << 20;
+/** Commands without payload (zeroes, trim, block status) may describe far more than a read. */
+const MAX_EFFECT_LENGTH = 1 << 30;
+
+interface Pending extends InFlightRequest {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+function toTarget(input: NbdTargetInput, exportName: string | undefined): NbdTarget {
+  if (typeof input === 'string') return parseNbdUri(input);
+  if ('endpoint' in input) return input;
+  return { endpoint: input, exportName: exportName ?? '' };
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new NbdError('NBD_TIMEOUT', `NBD handshake did not finish within ${ms} ms`));
+    }, ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A client for one NBD export over one connection: many requests in flight, replies matched by
+ * handle, reads split at the server's size limits. Any failure of the connection rejects every
+ * pending request at once, with the reason (NBD_DISCONNECTED, NBD_PROTOCOL).
+ */
+export class NbdClient {
+  readonly size: number;
+  readonly exportName: string;
+  readonly transmissionFlags: number;
+  readonly structuredReplies: boolean;
+  /** Selected metadata contexts, name -> id. */
+  readonly metaContexts: ReadonlyMap<string, number>;
+  /** The block size constraints in force (advertised or protocol defaults). */
+  readonly blockSize: BlockSizeConstraints;
+  /** Bytes per read/write request. */
+  readonly requestSize: number;
+  readonly maxInFlight: number;
+
+  private readonly contextNames = new Map<number, string>();
+  private readonly pending = new Map<number, Pending>();
+  private readonly parser: ReplyParser;
+  private nextHandle = 1;
+  private freeSlots: number;
+  private slotWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private idleWaiters: (() => void)[] = [];
+  private failure: Error | undefined;
+  private closing: Promise<void> | undefined;
+  private corked = false;
+  private serverShuttingDown = false;
+
+  private constructor(
+    private readonly transport: Transport,
+    negotiated: NegotiatedExport,
+    options: NbdClientOptions,
+  ) {
+    this.size = negotiated.size;
+    this.exportName = negotiated.exportName;
+    this.transmissionFlags = negotiated.transmissionFlags;
+    this.structuredReplies = negotiated.structuredReplies;
+    this.metaContexts = negotiated.metaContexts;
+    for (const [name, id] of negotiated.metaContexts) this.contextNames.set(id, name);
+    const minimum = negotiated.blockSize?.minimum ?? DEFAULT_MIN_BLOCK_SIZE;
+    const preferred = Math.max(negotiated.blockSize?.preferred ?? DEFAULT_PREFERRED_BLOCK_SIZE, minimum);
+    const maximum = Math.min(negotiated.blockSize?.maximum ?? MAX_SAFE_PAYLOAD, MAX_SAFE_PAYLOAD);
+    this.blockSize = { minimum, preferred, maximum };
+    const wanted = Math.max(1, Math.min(options.maxRequestSize ?? DEFAULT_MAX_REQUEST, maximum));
+    const unit = wanted >= preferred ? preferred : minimum;
+    this.requestSize = Math.max(minimum, Math.floor(wanted / unit) * unit);
+    this.maxInFlight = Math.max(1, options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+    this.freeSlots = this.maxInFlight;
+    this.parser = new ReplyParser(
+      transport.queue,
+      this.structuredReplies,
+      (handle) => this.pending.get(handle),
+      (req, err) => this.onReply(req as Pending, err),
+    );
+    transport.setReceiver(() => this.parser.pump());
+    transport.onClose((cause) => this.onConnectionLost(cause));
+  }
+
+  /** Connects (URI, target or endpoint) and runs the handshake. */
+  static async connect(input: NbdTargetInput, options: NbdClientOptions = {}): Promise<NbdClient> {
+    const target = toTarget(input, options.exportName);
+    const timeoutMs = options.connectTimeoutMs ?? 30_000;
+    const transport = await Transport.connect(target.endpoint, timeoutMs);
+    try {
+      const negotiated = await withTimeout(
+        negotiate(transport, {
+          exportName: target.exportName,
+          structuredReplies: options.structuredReplies,
+          metaContexts: options.metaContexts ?? [BASE_ALLOCATION],
+        }),
+        timeoutMs,
+        () =>
+          transport.destroy(
+            new NbdError('NBD_TIMEOUT', `NBD handshake with ${describeEndpoint(target.endpoint)} timed out`),
+          ),
+      );
+      return new NbdClient(transport, negotiated, options);
+    } catch (err) {
+      transport.destroy(err instanceof Error ? err : undefined);
+      throw err;
+    }
+  }
+
+  /** The exports a server offers (NBD_OPT_LIST); the connection is closed afterwards. */
+  static async listExports(input: string | NbdEndpoint, timeoutMs = 30_000): Promise<ExportListing[]> {
+    const endpoint = typeof input === 'string' ? parseNbdUri(input).endpoint : input;
+    const transport = await Transport.connect(endpoint, timeoutMs);
+    try {
+      return await withTimeout(listExports(transport), timeoutMs, () => transport.destroy());
+    } finally {
+      await transport.end(1000);
+    }
+  }
+
+  get readOnly(): boolean {
+    return (this.transmissionFlags & NBD_FLAG_READ_ONLY) !== 0;
+  }
+  get canFlush(): boolean {
+    return (this.transmissionFlags & NBD_FLAG_SEND_FLUSH) !== 0;
+  }
+  get canFua(): boolean {
+    return (this.transmissionFlags & NBD_FLAG_SEND_FUA) !== 0;
+  }
+  get canTrim(): boolean {
+    return (this.transmissionFlags & NBD_FLAG_SEND_TRIM) !== 0;
+  }
+  get canWriteZeroes(): boolean {
+    return (this.transmissionFlags & NBD_FLAG_SEND_WRITE_ZEROES) !== 0;
+  }
+  get canFastZero(): boolean {
+    return (this.transmissionFlags & NBD_FLAG_SEND_FAST_ZERO) !== 0;
+  }
+  get canMultiConn(): boolean {
+    return (this.transmissionFlags & NBD_FLAG_CAN_MULTI_CONN) !== 0;
+  }
+
+  hasMetaContext(name: string): boolean {
+    return this.metaContexts.has(name);
+  }
+
+  /** Requests sent and not answered yet. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Reads exactly `length` bytes at `offset`, as many requests in flight as allowed. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.checkRange('read', offset, length);
+    if (length === 0) return Buffer.alloc(0);
+    // Widen to the minimum block size so every request is aligned; the slack is cut off below.
+    const min = this.blockSize.minimum;
+    const start = Math.floor(offset / min) * min;
+    const end = Math.min(Math.ceil((offset + length) / min) * min, this.size);
+    const buf = Buffer.allocUnsafe(end - start);
+    const parts: Promise<void>[] = [];
+    for (const [at, n] of this.pieces(start, end, this.requestSize)) {
+      parts.push(this.submit(NBD_CMD_READ, 0, at, n, undefined, buf.subarray(at - start, at - start + n)));
+    }
+    await Promise.all(parts);
+    return start === offset && end - start === length
+      ? buf
+      : buf.subarray(offset - start, offset - start + length);
+  }
+
+  async write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
+    this.checkWritable('write', offset, data.length);
+    const flags = this.fuaFlag(options);
+    const parts: Promise<void>[] = [];
+    for (const [at, n] of this.pieces(offset, offset + data.length, this.requestSize)) {
+      parts.push(this.submit(NBD_CMD_WRITE, flags, at, n, data.subarray(at - offset, at - offset + n)));
+    }
+    await Promise.all(parts);
+  }
+
+  async writeZeroes(offset: number, length: number, options: WriteZeroesOptions = {}): Promise<void> {
+    this.checkWritable('write zeroes', offset, length);
+    if (!this.canWriteZeroes)
+      throw new NbdError('NBD_UNSUPPORTED', 'server does not support NBD_CMD_WRITE_ZEROES');
+    if (options.fastZero && !this.canFastZero) {
+      throw new NbdError('NBD_UNSUPPORTED', 'server does not support NBD_CMD_FLAG_FAST_ZERO');
+    }
+    const flags =
+      this.fuaFlag(options) |
+      (options.noHole ? NBD_CMD_FLAG_NO_HOLE : 0) |
+      (options.fastZero ? NBD_CMD_FLAG_FAST_ZERO : 0);
+    await this.forEachPiece(NBD_CMD_WRITE_ZEROES, flags, offset, length);
+  }
+
+  async trim(offset: number, length: number, options: WriteOptions = {}): Promise<void> {
+    this.checkWritable('trim', offset, length);
+    if (!this.canTrim) throw new NbdError('NBD_UNSUPPORTED', 'server does not support NBD_CMD_TRIM');
+    await this.forEachPiece(NBD_CMD_TRIM, this.fuaFlag(options), offset, length);
+  }
+
+  /** Makes completed writes durable. A server without a write cache (no SEND_FLUSH) needs nothing. */
+  async flush(): Promise<void> {
+    if (!this.canFlush) return;
+    await this.submit(NBD_CMD_FLUSH, 0, 0, 0);
+  }
+
+  /**
+   * One NBD_CMD_BLOCK_STATUS request: descriptors from `offset` for every selected context, by
+   * context name. The server may describe less than `length`; callers loop (see readExtents).
+   */
+  async blockStatus(offset: number, length: number): Promise<Map<string, BlockDescriptor[]>> {
+    this.checkRange('block status', offset, length);
+    if (this.metaContexts.size === 0) {
+      throw new NbdError(
+        'NBD_UNSUPPORTED',
+        'no metadata context was negotiated; block status is not available',
+      );
+    }
+    const n = Math.min(length, MAX_EFFECT_LENGTH);
+    const byId = new Map<number, BlockDescriptor[]>();
+    await this.submit(NBD_CMD_BLOCK_STATUS, 0, offset, n, undefined, undefined, byId);
+    const out = new Map<string, BlockDescriptor[]>();
+    for (const [id, descriptors] of byId) {
+      const name = this.contextNames.get(id);
+      if (name !== undefined) out.set(name, descriptors); // ids we never selected are ignored
+    }
+    return out;
+  }
+
+  /** Waits for requests in flight, sends NBD_CMD_DISC and closes the connection. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.whenIdle();
+      if (!this.transport.closed) {
+        this.transport.write(encodeRequestHeader(0, NBD_CMD_DISC, 0, 0, 0));
+        this.failure ??= new NbdError('NBD_CLOSED', 'NBD client is closed');
+        await this.transport.end();
+      }
+      this.failure ??= new NbdError('NBD_CLOSED', 'NBD client is closed');
+    })();
+    return this.closing;
+  }
+
+  /** Drops the connection at once; everything pending rejects with NBD_CLOSED. */
+  destroy(): void {
+    this.transport.destroy(new NbdError('NBD_CLOSED', 'NBD client destroyed'));
+  }
+
+  private *pieces(start: number, end: number, unit: number): Generator<[number, number]> {
+    // Piece boundaries fall on multiples of `unit` (a multiple of the preferred block size) so that
+    // every request but the first is aligned as the server prefers.
+    let at = start;
+    while (at < end) {
+      const next = Math.min(end, Math.floor(at / unit) * unit + unit);
+      yield [at, next - at];
+      at = next;
+    }
+  }
+
+  private async forEachPiece(command: number, flags: number, offset: number, length: number): Promise<void> {
+    const parts: Promise<void>[] = [];
+    const unit = Math.floor(MAX_EFFECT_LENGTH / this.blockSize.minimum) * this.blockSize.minimum;
+    for (const [at, n] of this.pieces(offset, offset + length, unit))
+      parts.push(this.submit(command, flags, at, n));
+    await Promise.all(parts);
+  }
+
+  private fuaFlag(options: WriteOptions): number {
+    if (!options.fua) return 0;
+    if (!this.canFua) throw new NbdError('NBD_UNSUPPORTED', 'server does not support NBD_CMD_FLAG_FUA');
+    return NBD_CMD_FLAG_FUA;
+  }
+
+  private checkRange(what: string, offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new NbdError('NBD_RANGE', `${what}: bad range offset=${offset} length=${length}`);
+    }
+    if (offset + length > this.size) {
+      throw new NbdError('NBD_RANGE', `${what} [${offset}, +${length}) beyond export size ${this.size}`, {
+        details: { offset, length, size: this.size },
+      });
+    }
+  }
+
+  private checkWritable(what: string, offset: number, length: number): void {
+    this.checkRange(what, offset, length);
+    if (this.readOnly)
+      throw new NbdError('NBD_UNSUPPORTED', `${what}: export '${this.exportName}' is read-only`);
+    const min = this.blockSize.minimum;
+    const end = offset + length;
+    if (offset % min !== 0 || (end % min !== 0 && end !== this.size)) {
+      throw new NbdError(
+        'NBD_RANGE',
+        `${what} [${offset}, +${length}) not aligned to the minimum block size ${min}`,
+      );
+    }
+  }
+
+  private deadError(): Error {
+    const f = this.failure!;
+    if (f instanceof NbdError && f.code === 'NBD_CLOSED') return f;
+    return new NbdError('NBD_DISCONNECTED', `NBD connection is gone: ${f.message}`, { cause: f });
+  }
+
+  private acquireSlot(): Promise<void> | undefined {
+    if (this.freeSlots > 0) {
+      this.freeSlots--;
+      return undefined;
+    }
+    return new Promise((resolve, reject) => this.slotWaiters.push({ resolve, reject }));
+  }
+
+  private releaseSlot(): void {
+    const next = this.slotWaiters.shift();
+    if (next) next.resolve();
+    else this.freeSlots++;
+  }
+
+  private async submit(
+    command: number,
+    flags: number,
+    offset: number,
+    length: number,
+    payload?: Buffer,
+    dest?: Buffer,
+    blockStatus?: Map<number, BlockDescriptor[]>,
+  ): Promise<void> {
+    if (this.failure) throw this.deadError();
+    if (this.serverShuttingDown)
+      throw new NbdError('NBD_SERVER_ERROR', 'server is shutting down (ESHUTDOWN)');
+    const wait = this.acquireSlot();
+    if (wait) await wait;
+    if (this.failure) {
+      this.releaseSlot();
+      throw this.deadError();
+    }
+    const handle = this.nextHandle++;
+    return new Promise<void>((resolve, reject) => {
+      const req: Pending = {
+        handle,
+        command,
+        offset,
+        length,
+        dest,
+        covered: 0,
+        blockStatus,
+        resolve,
+        reject,
+      };
+      this.pending.set(handle, req);
+      this.corkForThisTick();
+      this.transport.write(encodeRequestHeader(flags, command, handle, offset, length));
+      if (payload) this.transport.write(payload);
+    });
+  }
+
+  /** Requests issued in the same tick leave in one write. */
+  private corkForThisTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.transport.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.transport.uncork();
+    });
+  }
+
+  private onReply(req: Pending, err?: NbdError): void {
+    this.pending.delete(req.handle);
+    this.releaseSlot();
+    if (err) {
+      // The spec asks a client that sees ESHUTDOWN to disconnect softly once its requests are done.
+      if (err.details?.errno === NBD_ESHUTDOWN) {
+        this.serverShuttingDown = true;
+        void this.close().catch(() => {});
+      }
+      req.reject(err);
+    } else {
+      req.resolve();
+    }
+    this.checkIdle();
+  }
+
+  private onConnectionLost(cause: Error): void {
+    this.failure ??= cause;
+    const err = this.failure;
+    for (const req of this.pending.values()) req.reject(err);
+    this.pending.clear();
+    for (const w of this.slotWaiters.splice(0)) w.reject(this.deadError());
+    this.checkIdle();
+  }
+
+  private whenIdle(): Promise<void> {
+    if (this.pending.size === 0 && this.slotWaiters.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private checkIdle(): void {
+    if (this.pending.size === 0 && this.slotWaiters.length === 0) {
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+}
