@@ -1,0 +1,153 @@
+import {
+  AbortMultipartUploadCommand,
+  type CompletedPart,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import type { ByteSink } from '../disk/io.js';
+import { TargetError } from './errors.js';
+import { s3Error } from './s3-errors.js';
+
+export interface S3UploadOptions {
+  /** Bytes per part (>= 5 MiB except the last). */
+  partSize: number;
+  /** Parts uploading at once; memory held is about (partConcurrency + 1) * partSize. */
+  partConcurrency: number;
+}
+
+/**
+ * A ByteSink that becomes one S3 object: a single PUT when everything fits in one part, else a
+ * multipart upload with bounded memory. Until close() completes the upload nothing is visible under
+ * the key; abort() (or a failed close) aborts the upload so no parts linger.
+ */
+export class S3UploadSink implements ByteSink {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private uploadId: string | undefined;
+  private readonly parts: CompletedPart[] = [];
+  private inFlight: Promise<void>[] = [];
+  private failure: unknown;
+  private done = false;
+
+  constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+    private readonly key: string,
+    private readonly opts: S3UploadOptions,
+  ) {}
+
+  private get what(): string {
+    return `s3://${this.bucket}/${this.key}`;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.done) throw new TargetError('TARGET_STATE', `${this.what}: write after close`);
+    if (this.failure) throw s3Error(this.what, this.failure);
+    this.pending.push(Buffer.from(chunk)); // the caller may reuse its buffer once we return
+    this.pendingBytes += chunk.length;
+    while (this.pendingBytes >= this.opts.partSize) await this.startPart(this.takePart(this.opts.partSize));
+  }
+
+  private takePart(n: number): Buffer {
+    const all = Buffer.concat(this.pending, this.pendingBytes);
+    const part = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.pending = rest.length > 0 ? [Buffer.from(rest)] : [];
+    this.pendingBytes = rest.length;
+    return part;
+  }
+
+  private async startPart(body: Buffer): Promise<void> {
+    if (this.uploadId === undefined) {
+      try {
+        const r = await this.client.send(
+          new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.key }),
+        );
+        this.uploadId = r.UploadId;
+      } catch (err) {
+        throw s3Error(this.what, err);
+      }
+    }
+    const partNumber = this.parts.length + 1;
+    const slot: CompletedPart = { PartNumber: partNumber };
+    this.parts.push(slot);
+    const p = this.client
+      .send(
+        new UploadPartCommand({
+          Bucket: this.bucket,
+          Key: this.key,
+          UploadId: this.uploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ContentLength: body.length,
+        }),
+      )
+      .then((r) => {
+        slot.ETag = r.ETag;
+      })
+      .catch((err) => {
+        this.failure ??= err;
+      });
+    this.inFlight.push(p);
+    if (this.inFlight.length >= this.opts.partConcurrency) {
+      await this.inFlight.shift();
+      if (this.failure) throw s3Error(this.what, this.failure);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.done) throw new TargetError('TARGET_STATE', `${this.what}: closed twice`);
+    try {
+      if (this.uploadId === undefined) {
+        const body = Buffer.concat(this.pending, this.pendingBytes);
+        this.done = true;
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: this.key,
+            Body: body,
+            ContentLength: body.length,
+          }),
+        );
+        return;
+      }
+      if (this.pendingBytes > 0) await this.startPart(this.takePart(this.pendingBytes));
+      this.done = true;
+      await Promise.all(this.inFlight);
+      if (this.failure) throw this.failure;
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: this.key,
+          UploadId: this.uploadId,
+          MultipartUpload: { Parts: this.parts },
+        }),
+      );
+    } catch (err) {
+      this.done = false;
+      await this.abort();
+      throw s3Error(this.what, err);
+    } finally {
+      this.pending = [];
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    this.pending = [];
+    await Promise.allSettled(this.inFlight);
+    if (this.uploadId !== undefined) {
+      await this.client
+        .send(
+          new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, UploadId: this.uploadId }),
+        )
+        .catch(() => {
+          // A failed abort leaves an invisible incomplete upload; removeStaleUploads clears it later.
+        });
+    }
+  }
+}
