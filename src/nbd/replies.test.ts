@@ -64,7 +64,7 @@ function errorChunk(handle: number, errno: number, message: string, offset?: num
   const p = Buffer.alloc(6);
   p.writeUInt32BE(errno, 0);
   p.writeUInt16BE(msg.length, 4);
-  const parts = [p, msg];
+  const parts: Buffer[] = [p, msg];
   if (offset !== undefined) parts.push(u64(offset));
   const type = offset === undefined ? NBD_REPLY_TYPE_ERROR : NBD_REPLY_TYPE_ERROR_OFFSET;
   return chunk(handle, type, NBD_REPLY_FLAG_DONE, Buffer.concat(parts));
