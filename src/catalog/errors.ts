@@ -23,7 +23,9 @@ export class CatalogError extends LifeboatError {
 }
 
 export function notFound(what: string, id: string): CatalogError {
-  return new CatalogError('CATALOG_NOT_FOUND', `${what} ${id} not found`, { details: { resource: what, id } });
+  return new CatalogError('CATALOG_NOT_FOUND', `${what} ${id} not found`, {
+    details: { resource: what, id },
+  });
 }
 
 /**
@@ -37,7 +39,9 @@ export function translateDbError(err: unknown, what: string): unknown {
   if (code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
     return new CatalogError('CATALOG_CONFLICT', `${what} already exists`, { cause: err });
   }
-  if (code === '23503' || code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+  // SQLite reports ON DELETE RESTRICT as SQLITE_CONSTRAINT_TRIGGER, with the same message.
+  const sqliteForeignKey = code.startsWith('SQLITE_CONSTRAINT') && /FOREIGN KEY/i.test(String(e?.message));
+  if (code === '23503' || code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || sqliteForeignKey) {
     return new CatalogError('CATALOG_IN_USE', `${what} refers to, or is referred to by, another record`, {
       cause: err,
     });

@@ -1,7 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { Kysely, Migrator, PostgresAdapter, PostgresDialect, SqliteDialect } from 'kysely';
+import {
+  Kysely,
+  type MigrationResultSet,
+  Migrator,
+  PostgresAdapter,
+  PostgresDialect,
+  SqliteDialect,
+} from 'kysely';
 import pg from 'pg';
 import { CatalogError } from './errors.js';
 import { catalogMigrations } from './migrations/index.js';
@@ -39,7 +46,10 @@ export function parseCatalogUrl(url: string): CatalogLocation {
     return { dialect: 'sqlite', target: path === ':memory:' ? path : resolve(path) };
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
-    throw new CatalogError('CATALOG_URL_INVALID', `unsupported catalog URL ${url}: use a SQLite path or postgres://`);
+    throw new CatalogError(
+      'CATALOG_URL_INVALID',
+      `unsupported catalog URL ${url}: use a SQLite path or postgres://`,
+    );
   }
   return { dialect: 'sqlite', target: resolve(text) };
 }
@@ -51,7 +61,8 @@ export function parseCatalogUrl(url: string): CatalogLocation {
  */
 export async function openCatalog(url: string, options: OpenCatalogOptions = {}): Promise<CatalogDb> {
   const location = parseCatalogUrl(url);
-  const db = location.dialect === 'postgres' ? openPostgres(location.target, options) : openSqlite(location.target);
+  const db =
+    location.dialect === 'postgres' ? openPostgres(location.target, options) : openSqlite(location.target);
   if (options.migrate ?? true) {
     try {
       await migrateCatalog(db);
@@ -63,6 +74,11 @@ export async function openCatalog(url: string, options: OpenCatalogOptions = {})
   return db;
 }
 
+/** The raw SQLite handle behind each SQLite catalog, for migrations (see migrateCatalog). */
+const sqliteHandles = new WeakMap<CatalogDb, Database.Database>();
+/** Migrations of one SQLite file in this process run one after the other. */
+const sqliteMigrationQueue = new Map<string, Promise<unknown>>();
+
 function openSqlite(path: string): CatalogDb {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new Database(path);
@@ -72,7 +88,9 @@ function openSqlite(path: string): CatalogDb {
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('synchronous = NORMAL');
-  return new Kysely<CatalogSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<CatalogSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  sqliteHandles.set(db, sqlite);
+  return db;
 }
 
 const PG_INT8_OID = 20;
@@ -85,7 +103,9 @@ function openPostgres(url: string, options: OpenCatalogOptions): CatalogDb {
     // Lifeboat handles fits in 2^53, so numbers (as SQLite returns them) keep both databases alike.
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-        oid === PG_INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as never,
+        oid === PG_INT8_OID
+          ? (value: string) => Number(value)
+          : pg.types.getTypeParser(oid, format)) as never,
     },
   });
   return new Kysely<CatalogSchema>({ dialect: new PostgresDialect({ pool }) });
@@ -95,20 +115,46 @@ export function catalogDialect(db: CatalogDb): CatalogDialect {
   return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
 }
 
-/** Applies every pending migration; returns the names applied now. */
+/**
+ * Applies every pending migration; returns the names applied now. On PostgreSQL the migrator takes
+ * an advisory lock and runs each migration in a transaction, so controllers starting together take
+ * turns. Kysely runs SQLite migrations without either (it assumes one connection), so here the
+ * whole run happens inside BEGIN IMMEDIATE on the raw handle: the database write lock keeps other
+ * processes out, a failure rolls everything back, and the loser of a race finds the work done.
+ */
 export async function migrateCatalog(db: CatalogDb): Promise<string[]> {
   const migrator = new Migrator({ db, provider: catalogMigrations });
-  // Two processes opening one fresh SQLite file at once can collide (SQLITE_BUSY); the loser retries
-  // and then finds the work done. PostgreSQL serialises through the migrator's advisory lock.
-  for (let attempt = 1; ; attempt++) {
-    const { error, results } = await migrator.migrateToLatest();
-    if (!error) return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
-    const busy = (error as { code?: string }).code === 'SQLITE_BUSY';
-    if (!busy || attempt >= 5) {
-      throw new CatalogError('CATALOG_MIGRATION', `catalog migration failed: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-    await new Promise((r) => setTimeout(r, 100 * attempt));
+  const sqlite = sqliteHandles.get(db);
+  if (!sqlite) return unwrap(await migrator.migrateToLatest());
+  const key = sqlite.memory ? `memory:${Math.random()}` : sqlite.name;
+  const previous = sqliteMigrationQueue.get(key) ?? Promise.resolve();
+  const run = previous
+    .catch(() => undefined)
+    .then(async () => {
+      sqlite.exec('BEGIN IMMEDIATE');
+      try {
+        const names = unwrap(await migrator.migrateToLatest());
+        sqlite.exec('COMMIT');
+        return names;
+      } catch (err) {
+        if (sqlite.inTransaction) sqlite.exec('ROLLBACK');
+        throw err;
+      }
+    });
+  sqliteMigrationQueue.set(key, run);
+  try {
+    return await run;
+  } finally {
+    if (sqliteMigrationQueue.get(key) === run) sqliteMigrationQueue.delete(key);
   }
+}
+
+function unwrap(outcome: MigrationResultSet): string[] {
+  if (outcome.error) {
+    const error = outcome.error as Error;
+    throw new CatalogError('CATALOG_MIGRATION', `catalog migration failed: ${error.message}`, {
+      cause: error,
+    });
+  }
+  return (outcome.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

@@ -87,7 +87,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('kind', 'text', (c) => c.notNull())
     .addColumn('status', 'text', (c) =>
-      c.notNull().check(sqlIn('status', ['queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled'])),
+      c
+        .notNull()
+        .check(sqlIn('status', ['queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled'])),
     )
     .addColumn('project_id', 'text', (c) => c.references('projects.id').onDelete('cascade'))
     .addColumn('user_id', 'text', (c) => c.references('users.id').onDelete('set null'))
@@ -104,7 +106,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .execute();
   await db.schema.createIndex('jobs_status_idx').on('jobs').column('status').execute();
   await db.schema.createIndex('jobs_project_idx').on('jobs').columns(['project_id', 'created_at']).execute();
-  await db.schema.createIndex('jobs_resource_idx').on('jobs').columns(['resource_type', 'resource_id']).execute();
+  await db.schema
+    .createIndex('jobs_resource_idx')
+    .on('jobs')
+    .columns(['resource_type', 'resource_id'])
+    .execute();
 
   await db.schema
     .createTable('workloads')
@@ -165,7 +171,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('started_at', 'text')
     .addColumn('finished_at', 'text')
     .execute();
-  await db.schema.createIndex('snapshots_workload_idx').on('snapshots').columns(['workload_id', 'created_at']).execute();
+  await db.schema
+    .createIndex('snapshots_workload_idx')
+    .on('snapshots')
+    .columns(['workload_id', 'created_at'])
+    .execute();
 
   await db.schema
     .createTable('snapshot_vms')
@@ -191,13 +201,19 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('virtual_size', 'bigint', (c) => c.notNull().defaultTo(0))
     .addColumn('stored_bytes', 'bigint', (c) => c.notNull().defaultTo(0))
     .addColumn('checkpoint_name', 'text')
-    .addColumn('status', 'text', (c) => c.notNull().check(sqlIn('status', ['creating', 'available', 'failed'])))
+    .addColumn('status', 'text', (c) =>
+      c.notNull().check(sqlIn('status', ['creating', 'available', 'failed'])),
+    )
     .addColumn('warnings', 'text', (c) => c.notNull().defaultTo('[]'))
     .addColumn('created_at', 'text', (c) => c.notNull())
     .addColumn('finished_at', 'text')
     .addUniqueConstraint('snapshot_disks_dev_unique', ['snapshot_vm_id', 'target_dev'])
     .execute();
-  await db.schema.createIndex('snapshot_disks_snapshot_idx').on('snapshot_disks').column('snapshot_id').execute();
+  await db.schema
+    .createIndex('snapshot_disks_snapshot_idx')
+    .on('snapshot_disks')
+    .column('snapshot_id')
+    .execute();
 
   await db.schema
     .createTable('restores')
@@ -206,7 +222,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('snapshot_id', 'text', (c) => c.notNull().references('snapshots.id').onDelete('cascade'))
     .addColumn('user_id', 'text', (c) => c.references('users.id').onDelete('set null'))
     .addColumn('job_id', 'text', (c) => c.references('jobs.id').onDelete('set null'))
-    .addColumn('kind', 'text', (c) => c.notNull().check(sqlIn('kind', ['one_click', 'selective', 'in_place'])))
+    .addColumn('kind', 'text', (c) =>
+      c.notNull().check(sqlIn('kind', ['one_click', 'selective', 'in_place'])),
+    )
     .addColumn('plan', 'text', (c) => c.notNull().defaultTo('{}'))
     .addColumn('status', 'text', (c) =>
       c.notNull().check(sqlIn('status', ['queued', 'running', 'succeeded', 'failed', 'cancelled'])),
@@ -243,9 +261,17 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('started_at', 'text')
     .addColumn('finished_at', 'text')
     .execute();
-  await db.schema.createIndex('tasks_claim_idx').on('tasks').columns(['status', 'host_id', 'created_at']).execute();
+  await db.schema
+    .createIndex('tasks_claim_idx')
+    .on('tasks')
+    .columns(['status', 'host_id', 'created_at'])
+    .execute();
   await db.schema.createIndex('tasks_job_idx').on('tasks').column('job_id').execute();
-  await db.schema.createIndex('tasks_lease_idx').on('tasks').columns(['status', 'lease_expires_at']).execute();
+  await db.schema
+    .createIndex('tasks_lease_idx')
+    .on('tasks')
+    .columns(['status', 'lease_expires_at'])
+    .execute();
 
   await db.schema
     .createTable('audit_log')
@@ -261,7 +287,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('details', 'text', (c) => c.notNull().defaultTo('{}'))
     .execute();
   await db.schema.createIndex('audit_log_at_idx').on('audit_log').column('at').execute();
-  await db.schema.createIndex('audit_log_project_idx').on('audit_log').columns(['project_id', 'at']).execute();
+  await db.schema
+    .createIndex('audit_log_project_idx')
+    .on('audit_log')
+    .columns(['project_id', 'at'])
+    .execute();
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
