@@ -32,7 +32,7 @@ export class NbdDisk implements Disk {
     return readAllocationExtents(this.client, offset, length);
   }
 
-  read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number): Promise<Buffer> {
     this.checkRange(offset, length);
     return this.client.read(offset, length);
   }
