@@ -60,7 +60,12 @@ export const MAX_FINDINGS = 1000;
 /** Host clusters we are willing to count (a refcount array of this many u32). */
 const MAX_HOST_CLUSTERS = 256 * 1024 * 1024;
 
-type Use = 0 | 1 | 2 | 3; // none, metadata, data, compressed data
+/** What a host cluster is used for. */
+type Use = 0 | 1 | 2 | 3 | 4;
+const USE_METADATA = 1; // header, L1/refcount/snapshot/bitmap tables, refcount blocks
+const USE_DATA = 2;
+const USE_COMPRESSED = 3;
+const USE_L2 = 4;
 
 class Collector {
   corruptions = 0;
@@ -126,18 +131,19 @@ export async function checkQcow2(file: RandomAccessFile): Promise<CheckResult> {
     for (let c = first; c <= last; c++) {
       refs[c]++;
       const was = use[c];
-      if (was !== 0 && was !== kind && (was === 1 || kind === 1)) {
-        out.add('corruption', `${what} at ${c * cs} overlaps ${was === 1 ? 'metadata' : 'data'}`, c * cs);
-      } else if (was === 1 && kind === 1 && refs[c] > 1) {
-        out.add('corruption', `${what} at ${c * cs} overlaps other metadata`, c * cs);
+      // Only the same L2 table (from several L1 tables) or the same data (from snapshots) may be
+      // shared; anything else sharing a cluster is an overlap.
+      if (was !== 0 && (was !== kind || kind === USE_METADATA)) {
+        const names = ['', 'metadata', 'data', 'compressed data', 'an L2 table'];
+        out.add('corruption', `${what} at ${c * cs} overlaps ${names[was]}`, c * cs);
       }
-      if (was === 0 || kind === 1) use[c] = kind;
+      if (was === 0) use[c] = kind;
     }
     return true;
   };
 
-  ref(0, cs, 'header', 1);
-  ref(h.refcountTableOffset, h.refcountTableClusters * cs, 'refcount table', 1);
+  ref(0, cs, 'header', USE_METADATA);
+  ref(h.refcountTableOffset, h.refcountTableClusters * cs, 'refcount table', USE_METADATA);
 
   // L1 tables: the active one and those of internal snapshots. Like QEMU, every path L1 -> L2 -> data
   // is one reference: a snapshot sharing an L2 table adds one to the table and one to each of its
@@ -152,7 +158,7 @@ export async function checkQcow2(file: RandomAccessFile): Promise<CheckResult> {
       out.add('corruption', `${label} L1 table offset ${l1Offset} is not cluster aligned`, l1Offset);
       return;
     }
-    if (!ref(l1Offset, l1Size * 8, `${label} L1 table`, 1)) return;
+    if (!ref(l1Offset, l1Size * 8, `${label} L1 table`, USE_METADATA)) return;
     let l1: Buffer;
     try {
       l1 = await readExact(file, l1Offset, l1Size * 8, `${label} L1 table`);
@@ -169,7 +175,7 @@ export async function checkQcow2(file: RandomAccessFile): Promise<CheckResult> {
         out.add('corruption', `${label} L1 entry ${i}: L2 offset ${l2Offset} not cluster aligned`, l2Offset);
         continue;
       }
-      if (!ref(l2Offset, cs, `${label} L2 table`, 1)) continue;
+      if (!ref(l2Offset, cs, `${label} L2 table`, USE_L2)) continue;
       if (active)
         copiedChecks.push({ hostOffset: l2Offset, copied: l1EntryCopied(l1, i), what: `L1 entry ${i}` });
       let l2 = l2Seen.get(l2Offset);
@@ -207,7 +213,8 @@ export async function checkQcow2(file: RandomAccessFile): Promise<CheckResult> {
       if (e.reservedBits) out.add('warning', `guest offset ${guest}: L2 entry has reserved bits set`);
       const inDisk = countGuest && guest < h.size;
       if (e.kind === 'compressed') {
-        if (!ref(e.hostOffset, e.compressedSize, `compressed cluster (guest ${guest})`, 3)) continue;
+        if (!ref(e.hostOffset, e.compressedSize, `compressed cluster (guest ${guest})`, USE_COMPRESSED))
+          continue;
         if (inDisk) {
           stats.allocated++;
           stats.compressed++;
@@ -215,7 +222,7 @@ export async function checkQcow2(file: RandomAccessFile): Promise<CheckResult> {
         continue;
       }
       if (e.hostOffset === 0) continue;
-      if (!ref(e.hostOffset, cs, `data cluster (guest ${guest})`, 2)) continue;
+      if (!ref(e.hostOffset, cs, `data cluster (guest ${guest})`, USE_DATA)) continue;
       if (countGuest)
         copiedChecks.push({ hostOffset: e.hostOffset, copied: e.copied, what: `guest offset ${guest}` });
       if (inDisk && e.allocMask !== 0) {
@@ -232,7 +239,12 @@ export async function checkQcow2(file: RandomAccessFile): Promise<CheckResult> {
     const snapshots = await readSnapshotTable(file, h);
     if (snapshots.length > 0) {
       const last = snapshots[snapshots.length - 1];
-      ref(h.snapshotsOffset, last.entryOffset + last.entryLength - h.snapshotsOffset, 'snapshot table', 1);
+      ref(
+        h.snapshotsOffset,
+        last.entryOffset + last.entryLength - h.snapshotsOffset,
+        'snapshot table',
+        USE_METADATA,
+      );
     }
     for (const s of snapshots) await walkL1(s.l1TableOffset, s.l1Size, false, `snapshot ${s.id}`);
   } catch (err) {
@@ -242,13 +254,13 @@ export async function checkQcow2(file: RandomAccessFile): Promise<CheckResult> {
   try {
     const bitmaps = await readBitmapDirectory(file, h);
     if (h.bitmaps && bitmaps.length > 0)
-      ref(h.bitmaps.directoryOffset, h.bitmaps.directorySize, 'bitmap directory', 1);
+      ref(h.bitmaps.directoryOffset, h.bitmaps.directorySize, 'bitmap directory', USE_METADATA);
     for (const b of bitmaps) {
-      if (!ref(b.tableOffset, b.tableSize * 8, `bitmap ${b.name} table`, 1)) continue;
+      if (!ref(b.tableOffset, b.tableSize * 8, `bitmap ${b.name} table`, USE_METADATA)) continue;
       const table = await readExact(file, b.tableOffset, b.tableSize * 8, `bitmap ${b.name} table`);
       for (let i = 0; i < b.tableSize; i++) {
         const off = l1EntryL2Offset(table, i); // same bit layout: offset in bits 9..55
-        if (off !== 0) ref(off, cs, `bitmap ${b.name} data`, 1);
+        if (off !== 0) ref(off, cs, `bitmap ${b.name} data`, USE_METADATA);
       }
     }
   } catch (err) {
@@ -271,7 +283,7 @@ export async function checkQcow2(file: RandomAccessFile): Promise<CheckResult> {
       if (blockOffset === 0) continue;
       if (table.readUInt32BE(i * 8 + 4) & 0x1ff)
         out.add('warning', `refcount table entry ${i}: reserved bits set`);
-      if (!ref(blockOffset, cs, 'refcount block', 1)) continue;
+      if (!ref(blockOffset, cs, 'refcount block', USE_METADATA)) continue;
       let block = blocks.get(blockOffset);
       if (block === undefined) {
         block = await readRefcountBlock(file, h, blockOffset).catch((err: Error) => {
@@ -304,7 +316,7 @@ export async function checkQcow2(file: RandomAccessFile): Promise<CheckResult> {
     if (r > 0 || s > 0) imageEnd = (c + 1) * cs;
     if (r === s) continue;
     if (s < r) {
-      const twice = use[c] === 2 && r > 1 ? ' (data cluster referenced more than once)' : '';
+      const twice = use[c] === USE_DATA && r > 1 ? ' (data cluster referenced more than once)' : '';
       out.add('corruption', `cluster at ${c * cs}: refcount ${s}, referenced ${r} times${twice}`, c * cs);
     } else {
       out.add('leak', `cluster at ${c * cs}: refcount ${s}, referenced ${r} times (leaked)`, c * cs);
