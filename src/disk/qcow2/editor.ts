@@ -1,0 +1,466 @@
+import { DiskError } from '../errors.js';
+import { LocalFile } from '../io.js';
+import {
+  decodeL2Entry,
+  type L2Entry,
+  l1EntryL2Offset,
+  type Qcow2Header,
+  readL1Table,
+  readL2Table,
+  readQcow2Header,
+  readRefcount,
+  readRefcountBlock,
+  readRefcountTable,
+  refcountTableEntry,
+  writeL1Entry,
+  writeRefcount,
+  writeRefcountTableEntry,
+  writeStandardL2Entry,
+  writeU64,
+} from './format.js';
+
+/*
+ * In-place editing of one qcow2 image, in an order that survives a crash at any moment:
+ *   1. new clusters (data, new L2 tables) are written past the end of the file   -> fsync
+ *   2. their refcounts are set (new refcount blocks / a relocated table first)    -> fsync
+ *   3. L2 tables are rewritten in place, then L1 entries for new L2 tables        -> fsync
+ *   4. clusters no longer referenced get their refcount decremented (a crash here only leaks)
+ * Until step 3 nothing references the new clusters, so a crash leaks clusters at worst and never
+ * makes a table point at unwritten data. New space is only ever taken at the end of the file: freed
+ * clusters are not reused, which keeps every step independent of the others.
+ */
+
+interface L2State {
+  offset: number;
+  table: Buffer;
+  /** Allocated in this batch: written whole in step 1, linked from L1 in step 3. */
+  isNew: boolean;
+  dirty: boolean;
+}
+
+interface BlockState {
+  offset: number;
+  buf: Buffer;
+  isNew: boolean;
+  dirty: boolean;
+}
+
+function unsupported(path: string, what: string): DiskError {
+  return new DiskError('QCOW2_UNSUPPORTED', `${path}: ${what}`);
+}
+
+export class Qcow2Editor {
+  readonly clusterSize: number;
+  private l1: Buffer;
+  private l1DirtyLo = Number.POSITIVE_INFINITY;
+  private l1DirtyHi = -1;
+  private readonly l2 = new Map<number, L2State>();
+  private rt: Buffer;
+  private rtDirty = new Set<number>();
+  /** A refcount table relocated in this batch (written whole, then the header points at it). */
+  private rtRelocated?: { offset: number; clusters: number; old: { offset: number; clusters: number } };
+  private readonly blocks = new Map<number, BlockState>();
+  private nextFree: number;
+  private batchStart: number;
+  private pendingFrees: { offset: number; length: number }[] = [];
+  /** Called between the steps of a barrier (crash tests kill the process there). */
+  onStep?: (step: string) => void;
+
+  private constructor(
+    readonly file: LocalFile,
+    readonly header: Qcow2Header,
+    l1: Buffer,
+    rt: Buffer,
+    nextFree: number,
+  ) {
+    this.clusterSize = header.clusterSize;
+    this.l1 = l1;
+    this.rt = rt;
+    this.nextFree = nextFree;
+    this.batchStart = nextFree;
+  }
+
+  /** Opens `path` read-write. Refuses what in-place editing cannot keep consistent. */
+  static async open(path: string): Promise<Qcow2Editor> {
+    const file = await LocalFile.open(path, 'r+');
+    try {
+      const h = await readQcow2Header(file);
+      if (h.nbSnapshots > 0) throw unsupported(path, 'image has internal snapshots');
+      if (h.bitmaps && h.bitmaps.nbBitmaps > 0) throw unsupported(path, 'image has persistent bitmaps');
+      if (h.extendedL2) throw unsupported(path, 'image uses extended L2 entries');
+      if (h.corrupt) throw new DiskError('QCOW2_MALFORMED', `${path}: image is marked corrupt`);
+      if (h.dirty)
+        throw unsupported(path, 'image is dirty (lazy refcounts): repair it with qemu-img check -r all');
+      const l1 = Buffer.from(await readL1Table(file, h));
+      const rt = Buffer.from(await readRefcountTable(file, h));
+      const editor = new Qcow2Editor(file, h, l1, rt, 0);
+      editor.nextFree = await editor.findEnd();
+      editor.batchStart = editor.nextFree;
+      return editor;
+    } catch (err) {
+      await file.close();
+      throw err;
+    }
+  }
+
+  get path(): string {
+    return this.file.name;
+  }
+
+  /** First free byte: past the end of the file and past every cluster with a refcount. */
+  private async findEnd(): Promise<number> {
+    const cs = this.clusterSize;
+    let end = Math.ceil(this.file.size / cs) * cs;
+    const E = this.header.refcountBlockEntries;
+    for (let i = this.rtEntries - 1; i >= 0; i--) {
+      const off = refcountTableEntry(this.rt, i);
+      if (off === 0) continue;
+      const block = await readRefcountBlock(this.file, this.header, off);
+      for (let j = E - 1; j >= 0; j--) {
+        if (readRefcount(block, j, this.header.refcountOrder) !== 0) {
+          return Math.max(end, (i * E + j + 1) * cs);
+        }
+      }
+    }
+    end = Math.max(end, cs);
+    return end;
+  }
+
+  private get rtEntries(): number {
+    return this.rt.length / 8;
+  }
+
+  // ------------------------------------------------------------------------------------ L1/L2
+
+  /** Loads the L2 table of L1 entry `l1Index` (if any) so entry()/setEntry() can run synchronously. */
+  async loadL2(l1Index: number): Promise<void> {
+    if (this.l2.has(l1Index)) return;
+    const offset = l1EntryL2Offset(this.l1, l1Index);
+    if (offset === 0) return;
+    const table = Buffer.from(await readL2Table(this.file, this.header, offset));
+    this.l2.set(l1Index, { offset, table, isNew: false, dirty: false });
+  }
+
+  /** Loads the L2 tables covering guest clusters [first, first+count). */
+  async loadL2Range(first: number, count: number): Promise<void> {
+    const E = this.header.l2Entries;
+    for (let t = Math.floor(first / E); t <= Math.floor((first + count - 1) / E); t++) await this.loadL2(t);
+  }
+
+  private static readonly UNALLOCATED: L2Entry = {
+    kind: 'unallocated',
+    hostOffset: 0,
+    compressedSize: 0,
+    copied: false,
+    allocMask: 0,
+    zeroMask: 0,
+    reservedBits: false,
+  };
+
+  /** The current entry of a guest cluster (its L2 table must have been loaded). */
+  entry(guestCluster: number): L2Entry {
+    const E = this.header.l2Entries;
+    const state = this.l2.get(Math.floor(guestCluster / E));
+    if (!state) return Qcow2Editor.UNALLOCATED;
+    return decodeL2Entry(state.table, guestCluster % E, this.header);
+  }
+
+  /** Points a guest cluster at `hostOffset` (0 = none), optionally as a zero cluster. */
+  setEntry(guestCluster: number, hostOffset: number, zero: boolean): void {
+    const E = this.header.l2Entries;
+    const l1Index = Math.floor(guestCluster / E);
+    let state = this.l2.get(l1Index);
+    if (!state) {
+      if (l1EntryL2Offset(this.l1, l1Index) !== 0) throw new Error('editor: L2 table not loaded');
+      state = { offset: this.allocate(1), table: Buffer.alloc(this.clusterSize), isNew: true, dirty: true };
+      this.l2.set(l1Index, state);
+    }
+    writeStandardL2Entry(state.table, guestCluster % E, this.header, {
+      hostOffset,
+      copied: hostOffset !== 0,
+      zeroMask: zero ? 1 : 0,
+    });
+    state.dirty = true;
+  }
+
+  /** Takes `clusters` contiguous clusters at the end of the file; returns the offset of the first. */
+  allocate(clusters: number): number {
+    const off = this.nextFree;
+    this.nextFree += clusters * this.clusterSize;
+    return off;
+  }
+
+  /** Drops one reference to the clusters of [offset, offset+length) after the next L2 barrier. */
+  freeLater(offset: number, length: number): void {
+    this.pendingFrees.push({ offset, length });
+  }
+
+  async writeAt(offset: number, buf: Buffer): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      done += (await this.file.handle.write(buf, done, buf.length - done, offset + done)).bytesWritten;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------ barrier
+
+  /** Makes everything since the last barrier durable and visible, in the crash-safe order. */
+  async barrier(): Promise<void> {
+    const fh = this.file.handle;
+    for (const s of this.l2.values()) if (s.isNew) await this.writeAt(s.offset, s.table);
+    this.onStep?.('new-clusters-written');
+    await fh.sync();
+    this.onStep?.('new-clusters-synced');
+
+    await this.commitRefcounts();
+    this.onStep?.('refcounts-synced');
+
+    let wroteL2 = false;
+    for (const s of this.l2.values()) {
+      if (!s.isNew && s.dirty) {
+        await this.writeAt(s.offset, s.table);
+        wroteL2 = true;
+      }
+    }
+    this.onStep?.('l2-written');
+    if (wroteL2) await fh.sync();
+    this.onStep?.('l2-synced');
+    for (const [l1Index, s] of this.l2) {
+      if (s.isNew) this.markL1(l1Index, s.offset);
+    }
+    if (this.l1DirtyHi >= 0) {
+      const from = this.l1DirtyLo * 8;
+      await this.writeAt(this.header.l1TableOffset + from, this.l1.subarray(from, (this.l1DirtyHi + 1) * 8));
+      this.l1DirtyLo = Number.POSITIVE_INFINITY;
+      this.l1DirtyHi = -1;
+      this.onStep?.('l1-written');
+      await fh.sync();
+      this.onStep?.('l1-synced');
+    }
+    // The tables are durable: keep none in memory (bounded memory whatever the image size).
+    this.l2.clear();
+    await this.applyFrees();
+    this.onStep?.('frees-applied');
+  }
+
+  private markL1(l1Index: number, l2Offset: number): void {
+    writeL1Entry(this.l1, l1Index, l2Offset, true);
+    this.l1DirtyLo = Math.min(this.l1DirtyLo, l1Index);
+    this.l1DirtyHi = Math.max(this.l1DirtyHi, l1Index);
+  }
+
+  /** Step 2: refcount 1 for everything allocated since the last barrier, then fsync. */
+  private async commitRefcounts(): Promise<void> {
+    if (this.nextFree === this.batchStart) return;
+    this.coverAllocations();
+    const cs = this.clusterSize;
+    await this.setRefcounts(this.batchStart / cs, this.nextFree / cs, 1);
+    await this.flushRefcounts();
+    await this.file.handle.sync();
+    this.batchStart = this.nextFree;
+  }
+
+  /** Allocates the refcount blocks (and, when full, a bigger refcount table) new clusters need. */
+  private coverAllocations(): void {
+    const cs = this.clusterSize;
+    const E = this.header.refcountBlockEntries;
+    for (;;) {
+      const need = Math.floor((this.nextFree / cs - 1) / E) + 1;
+      if (need > this.rtEntries) {
+        this.relocateRefcountTable(need);
+        continue;
+      }
+      let changed = false;
+      for (let i = Math.floor(this.batchStart / cs / E); i < need; i++) {
+        if (refcountTableEntry(this.rt, i) !== 0) continue;
+        const offset = this.allocate(1);
+        this.blocks.set(i, { offset, buf: Buffer.alloc(cs), isNew: true, dirty: true });
+        writeRefcountTableEntry(this.rt, i, offset);
+        this.rtDirty.add(i);
+        changed = true;
+      }
+      if (!changed) return;
+    }
+  }
+
+  private relocateRefcountTable(need: number): void {
+    const cs = this.clusterSize;
+    // Room for twice what is needed, so one batch never relocates twice in a row.
+    const clusters = Math.ceil((need * 2 * 8) / cs);
+    const offset = this.allocate(clusters);
+    const grown = Buffer.alloc(clusters * cs);
+    this.rt.copy(grown);
+    this.rt = grown;
+    const old = this.rtRelocated
+      ? { offset: this.rtRelocated.offset, clusters: this.rtRelocated.clusters }
+      : { offset: this.header.refcountTableOffset, clusters: this.header.refcountTableClusters };
+    if (this.rtRelocated) this.freeLater(this.rtRelocated.offset, this.rtRelocated.clusters * cs);
+    this.rtRelocated = { offset, clusters, old: this.rtRelocated?.old ?? old };
+  }
+
+  private async block(index: number): Promise<BlockState> {
+    let b = this.blocks.get(index);
+    if (!b) {
+      const offset = refcountTableEntry(this.rt, index);
+      if (offset === 0) {
+        throw new DiskError(
+          'QCOW2_MALFORMED',
+          `${this.path}: refcount block ${index} missing for a used cluster`,
+        );
+      }
+      const buf = Buffer.from(await readRefcountBlock(this.file, this.header, offset));
+      b = { offset, buf, isNew: false, dirty: false };
+      this.blocks.set(index, b);
+    }
+    return b;
+  }
+
+  private async setRefcounts(firstCluster: number, endCluster: number, value: number): Promise<void> {
+    const E = this.header.refcountBlockEntries;
+    const order = this.header.refcountOrder;
+    for (let c = firstCluster; c < endCluster; ) {
+      const b = await this.block(Math.floor(c / E));
+      const stop = Math.min(endCluster, (Math.floor(c / E) + 1) * E);
+      for (; c < stop; c++) writeRefcount(b.buf, c % E, order, value);
+      b.dirty = true;
+    }
+  }
+
+  /** Writes dirty refcount blocks, then the table entries (or a relocated table and the header). */
+  private async flushRefcounts(): Promise<void> {
+    for (const b of this.blocks.values()) {
+      if (b.dirty) await this.writeAt(b.offset, b.buf);
+      b.dirty = false;
+      b.isNew = false;
+    }
+    this.onStep?.('refcount-blocks-written');
+    if (this.rtRelocated) {
+      const r = this.rtRelocated;
+      await this.writeAt(r.offset, this.rt);
+      await this.file.handle.sync();
+      this.onStep?.('refcount-table-relocated');
+      const fields = Buffer.alloc(12);
+      writeU64(fields, 0, r.offset);
+      fields.writeUInt32BE(r.clusters, 8);
+      await this.writeAt(48, fields); // refcount_table_offset + refcount_table_clusters, one sector
+      this.header.refcountTableOffset = r.offset;
+      this.header.refcountTableClusters = r.clusters;
+      this.freeLater(r.old.offset, r.old.clusters * this.clusterSize);
+      this.rtRelocated = undefined;
+    } else {
+      for (const i of [...this.rtDirty].sort((a, b) => a - b)) {
+        await this.writeAt(this.header.refcountTableOffset + i * 8, this.rt.subarray(i * 8, i * 8 + 8));
+      }
+    }
+    this.rtDirty.clear();
+    // Clean blocks need not stay cached.
+    for (const [i, b] of this.blocks) if (!b.dirty) this.blocks.delete(i);
+  }
+
+  private async applyFrees(): Promise<void> {
+    if (this.pendingFrees.length === 0) return;
+    const cs = this.clusterSize;
+    const E = this.header.refcountBlockEntries;
+    const order = this.header.refcountOrder;
+    const frees = this.pendingFrees;
+    this.pendingFrees = [];
+    for (const f of frees) {
+      const first = Math.floor(f.offset / cs);
+      const last = Math.floor((f.offset + f.length - 1) / cs);
+      for (let c = first; c <= last; c++) {
+        const b = await this.block(Math.floor(c / E));
+        const v = readRefcount(b.buf, c % E, order);
+        if (v > 0) writeRefcount(b.buf, c % E, order, v - 1);
+        b.dirty = true;
+      }
+    }
+    await this.flushRefcounts();
+  }
+
+  // ------------------------------------------------------------------------------------ header
+
+  /**
+   * Grows the virtual size (never shrinks). The L1 table grows in place when its clusters have
+   * room, else moves to the end of the file; the header switches over in one sector write.
+   */
+  async growTo(virtualSize: number): Promise<void> {
+    const h = this.header;
+    if (virtualSize <= h.size) return;
+    if (this.l2.size > 0 || this.nextFree !== this.batchStart) throw new Error('editor: growTo mid-batch');
+    const cs = this.clusterSize;
+    const needL1 = Math.ceil(virtualSize / (cs * h.l2Entries));
+    let l1Offset = h.l1TableOffset;
+    let oldL1: { offset: number; length: number } | undefined;
+    if (needL1 > h.l1Size) {
+      const inPlace = h.l1Size > 0 ? (Math.ceil((h.l1Size * 8) / cs) * cs) / 8 : 0;
+      const grown = Buffer.alloc(needL1 * 8);
+      this.l1.copy(grown);
+      if (needL1 <= inPlace) {
+        // The tail of the table's last cluster belongs to the table: make sure it reads as empty.
+        await this.writeAt(h.l1TableOffset + h.l1Size * 8, grown.subarray(h.l1Size * 8));
+      } else {
+        l1Offset = this.allocate(Math.ceil((needL1 * 8) / cs));
+        await this.writeAt(l1Offset, grown);
+        if (h.l1Size > 0) oldL1 = { offset: h.l1TableOffset, length: h.l1Size * 8 };
+      }
+      this.l1 = grown;
+      await this.file.handle.sync();
+      await this.commitRefcounts();
+    }
+    const fields = Buffer.alloc(24); // size (24..32), crypt_method (32..36), l1_size, l1_table_offset
+    writeU64(fields, 0, virtualSize);
+    fields.writeUInt32BE(h.cryptMethod, 8);
+    fields.writeUInt32BE(Math.max(needL1, h.l1Size), 12);
+    writeU64(fields, 16, l1Offset);
+    await this.writeAt(24, fields);
+    await this.file.handle.sync();
+    h.size = virtualSize;
+    h.l1Size = Math.max(needL1, h.l1Size);
+    h.l1TableOffset = l1Offset;
+    if (oldL1) {
+      this.freeLater(oldL1.offset, oldL1.length);
+      await this.applyFrees();
+      await this.file.handle.sync();
+    }
+  }
+
+  /**
+   * Replaces the backing file name so that a crash leaves either the old or the new name: the new
+   * name goes to a free spot of the header cluster first (fsync), then offset and length switch in
+   * one write inside the first sector (fsync).
+   */
+  async setBackingName(name: string): Promise<void> {
+    const h = this.header;
+    const bytes = Buffer.from(name, 'utf8');
+    if (bytes.length === 0 || bytes.length > 1023) {
+      throw unsupported(this.path, `backing file name must be 1..1023 bytes`);
+    }
+    const start = Math.ceil(h.extensionsEnd / 8) * 8;
+    const oldFrom = h.backingFileOffset;
+    const oldTo = h.backingFileOffset + h.backingFileSize;
+    let at = start;
+    if (h.backingFileOffset !== 0 && at < oldTo && at + bytes.length > oldFrom) at = Math.ceil(oldTo / 8) * 8;
+    if (at + bytes.length > this.clusterSize) {
+      throw unsupported(this.path, `no room in the header cluster for backing file name ${name}`);
+    }
+    await this.writeAt(at, bytes);
+    await this.file.handle.sync();
+    this.onStep?.('backing-name-staged');
+    const fields = Buffer.alloc(12);
+    writeU64(fields, 0, at);
+    fields.writeUInt32BE(bytes.length, 8);
+    await this.writeAt(8, fields);
+    await this.file.handle.sync();
+    h.backingFileOffset = at;
+    h.backingFileSize = bytes.length;
+    h.backingFileName = name;
+  }
+
+  async sync(): Promise<void> {
+    await this.file.handle.sync();
+  }
+
+  async close(): Promise<void> {
+    await this.file.close();
+  }
+}
