@@ -238,7 +238,7 @@ export function parseQcow2Header(buf: Buffer, fileSize: number, name = 'image'):
   // cluster): old v2 images put the name right after the header with no end marker.
   const backingOffset = readU64(buf, 8, name, 'backing_file_offset');
   let areaEnd = Math.min(clusterSize, buf.length);
-  if (backingOffset > h.headerLength && backingOffset < areaEnd) areaEnd = backingOffset;
+  if (backingOffset >= h.headerLength && backingOffset < areaEnd) areaEnd = backingOffset;
   const extensions: Qcow2HeaderExtension[] = [];
   const featureNames: Qcow2FeatureName[] = [];
   let backingFormat: string | undefined;
