@@ -69,7 +69,9 @@ export function decodeMetadata<K extends MetadataKind>(kind: K, bytes: Buffer, w
       { details: { major, supported: FORMAT_VERSION.major } },
     );
   }
-  if (major >= 1) {
+  // Format 0 had no checksum; any document that has one (or claims format >= 1) must match it, so a
+  // flipped byte in a version number cannot smuggle a document past the check.
+  if (major >= 1 || 'checksum' in doc || 'formatVersion' in doc) {
     const check = checkChecksum(bytes);
     if (!check.ok) throw new TargetError('TARGET_METADATA_INVALID', `${where}: ${check.reason}`);
   }
