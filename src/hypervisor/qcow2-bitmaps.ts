@@ -1,0 +1,54 @@
+import { HypervisorError } from './errors.js';
+import { runCommand } from './run-command.js';
+
+export interface Qcow2BitmapInfo {
+  name: string;
+  granularity: number;
+  /** QEMU flags: `auto` = enabled (tracks writes), `in-use` = the image was not closed cleanly. */
+  flags: string[];
+  enabled: boolean;
+  /**
+   * The bitmap was open for writing when QEMU stopped without closing it (crash, SIGKILL): its
+   * content is unknown and it must not be used for an incremental (fall back to full).
+   */
+  inconsistent: boolean;
+}
+
+interface QemuImgInfo {
+  format?: string;
+  'format-specific'?: {
+    type?: string;
+    data?: { bitmaps?: Array<{ name: string; granularity: number; flags: string[] }> };
+  };
+}
+
+/**
+ * Persistent dirty bitmaps stored in a qcow2 image (the top layer only), read with
+ * `qemu-img info --output=json`. Used for shut-off domains, whose bitmaps are exported with
+ * `qemu-nbd -B NAME`. `--force-share` lets this run while QEMU has the image open.
+ */
+export async function readQcow2Bitmaps(
+  imagePath: string,
+  options: { timeoutMs?: number } = {},
+): Promise<Qcow2BitmapInfo[]> {
+  const args = ['info', '--output=json', '--force-share', imagePath];
+  const res = await runCommand('qemu-img', args, { timeoutMs: options.timeoutMs ?? 30_000 });
+  if (res.exitCode !== 0 || res.timedOut) {
+    throw new HypervisorError(
+      'QEMU_IMG_FAILED',
+      `qemu-img info ${imagePath}: ${res.stderr.trim() || 'timed out'}`,
+      {
+        details: { command: ['qemu-img', ...args] },
+      },
+    );
+  }
+  const info = JSON.parse(res.stdout) as QemuImgInfo;
+  if (info.format !== 'qcow2') return [];
+  return (info['format-specific']?.data?.bitmaps ?? []).map((b) => ({
+    name: b.name,
+    granularity: b.granularity,
+    flags: b.flags,
+    enabled: b.flags.includes('auto'),
+    inconsistent: b.flags.includes('in-use'),
+  }));
+}
