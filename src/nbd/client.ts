@@ -394,9 +394,12 @@ export class NbdClient {
     dest?: Buffer,
     blockStatus?: Map<number, BlockDescriptor[]>,
   ): Promise<void> {
+    if (this.serverShuttingDown) {
+      throw new NbdError('NBD_SERVER_ERROR', 'server is shutting down (ESHUTDOWN)', {
+        details: { errno: NBD_ESHUTDOWN, errnoName: 'ESHUTDOWN' },
+      });
+    }
     if (this.failure) throw this.deadError();
-    if (this.serverShuttingDown)
-      throw new NbdError('NBD_SERVER_ERROR', 'server is shutting down (ESHUTDOWN)');
     const wait = this.acquireSlot();
     if (wait) await wait;
     if (this.failure) {
