@@ -3,14 +3,14 @@
  * by one in item order. This is how every copy overlaps its source reads with its output writes
  * without a promise per cluster: items are multi-megabyte chunks.
  */
-export async function readAheadInOrder<T>(
+export async function readAheadInOrder<T, R = Buffer>(
   items: Iterator<T>,
-  read: (item: T) => Promise<Buffer>,
-  consume: (item: T, data: Buffer) => Promise<void>,
+  read: (item: T) => Promise<R>,
+  consume: (item: T, data: R) => Promise<void>,
   depth: number,
   signal?: AbortSignal,
 ): Promise<void> {
-  const window: { item: T; data: Promise<Buffer> }[] = [];
+  const window: { item: T; data: Promise<R> }[] = [];
   const fill = (): void => {
     while (window.length < Math.max(1, depth)) {
       const next = items.next();
