@@ -22,6 +22,11 @@ export class LruCache<K, V> {
     }
   }
 
+  /** True when cached; unlike get() it does not refresh the entry. */
+  has(key: K): boolean {
+    return this.map.has(key);
+  }
+
   delete(key: K): void {
     this.map.delete(key);
   }

@@ -50,6 +50,12 @@ const UNALLOCATED: L2Entry = {
   reservedBits: false,
 };
 
+/** Compressed clusters closer than this in the file are fetched with one read. */
+const COMPRESSED_GAP = 64 * 1024;
+/** Largest single read of compressed data. */
+const COMPRESSED_SPAN = 16 * 1024 * 1024;
+/** L2 tables requested ahead of a walk. */
+const L2_PREFETCH = 32;
 /** Runs of host reads issued at once. */
 const READ_CONCURRENCY = 4;
 
@@ -112,13 +118,29 @@ export class Qcow2Image implements Disk {
   private async l2Table(l1Index: number): Promise<{ offset: number; table: Buffer } | undefined> {
     const offset = l1EntryL2Offset(this.l1Table, l1Index);
     if (offset === 0) return undefined;
+    return { offset, table: await this.loadL2(offset) };
+  }
+
+  private loadL2(offset: number): Promise<Buffer> {
     let p = this.l2Cache.get(offset);
     if (!p) {
       p = readL2Table(this.file, this.header, offset);
       this.l2Cache.set(offset, p);
       p.catch(() => this.l2Cache.delete(offset));
     }
-    return { offset, table: await p };
+    return p;
+  }
+
+  /**
+   * Starts loading the L2 tables of L1 entries [from, to) without waiting: with small clusters a
+   * walk crosses thousands of tables, and one read at a time would make it latency-bound (S3!).
+   */
+  private prefetchL2(from: number, to: number): void {
+    const last = Math.min(to, this.usedL1Entries);
+    for (let i = from; i < last; i++) {
+      const offset = l1EntryL2Offset(this.l1Table, i);
+      if (offset !== 0 && !this.l2Cache.has(offset)) this.loadL2(offset).catch(() => {});
+    }
   }
 
   /** Host mapping of guest cluster `guestCluster` (its index, i.e. guest offset / cluster size). */
@@ -146,7 +168,8 @@ export class Qcow2Image implements Disk {
   }
 
   /**
-   * Calls `visit(guestCluster, entry)` for every guest cluster overlapping [offset, end), in order;
+   * Calls `visit(guestCluster, entry)` for every guest cluster overlapping [offset, end), in order
+   * (`entry` may be a reused object: keep its fields, not the object, except for compressed entries);
    * ranges whose L1 entry is empty are reported once as `visitEmpty(startCluster, endCluster)`.
    */
   private async walk(
@@ -158,16 +181,45 @@ export class Qcow2Image implements Disk {
     const h = this.header;
     const firstCluster = Math.floor(offset / h.clusterSize);
     const endCluster = Math.ceil(end / h.clusterSize);
+    // Reused for plain data entries: visitors must not keep it (they copy what they need).
+    const scratch: L2Entry = { ...UNALLOCATED, kind: 'data', allocMask: 1 };
     let c = firstCluster;
     while (c < endCluster) {
       const l1Index = Math.floor(c / h.l2Entries);
       const tableEnd = Math.min(endCluster, (l1Index + 1) * h.l2Entries);
+      if (l1Index % L2_PREFETCH === 0 || c === firstCluster) {
+        this.prefetchL2(
+          l1Index + 1,
+          Math.min(l1Index + 1 + L2_PREFETCH, Math.ceil(endCluster / h.l2Entries)),
+        );
+      }
       const l2 = await this.l2Table(l1Index);
       if (!l2) {
         visitEmpty(c, tableEnd);
       } else {
+        const table = l2.table;
         for (; c < tableEnd; c++) {
-          const entry = decodeL2Entry(l2.table, c % h.l2Entries, h);
+          const index = c % h.l2Entries;
+          if (!h.extendedL2) {
+            // Fast path for the common entries (no allocation per cluster: 512-byte-cluster images
+            // have millions): plain data with an aligned offset, or all-zero (unallocated).
+            const hi = table.readUInt32BE(index * 8);
+            const lo = table.readUInt32BE(index * 8 + 4);
+            if (hi === 0 && lo === 0) {
+              visit(c, UNALLOCATED);
+              continue;
+            }
+            if ((hi & 0x7fffffff) < 0x01000000 && (lo & 0x1ff) === 0) {
+              const host = (hi & 0x00ffffff) * 2 ** 32 + lo;
+              if (host !== 0 && host % h.clusterSize === 0 && host < this.file.size) {
+                scratch.hostOffset = host;
+                scratch.copied = hi >>> 31 === 1;
+                visit(c, scratch);
+                continue;
+              }
+            }
+          }
+          const entry = decodeL2Entry(table, index, h);
           this.checkEntryInFile(entry, c);
           visit(c, entry);
         }
@@ -266,21 +318,38 @@ export class Qcow2Image implements Disk {
       const buf = await this.file.read(r.host, r.length);
       buf.copy(out, r.out); // a cluster cut short by the end of the file reads the rest as zeros
     });
-    for (const { guestBase, entry } of compressed) {
-      const cluster = await this.decompress(entry, guestBase);
-      const s = Math.max(guestBase, offset);
-      const e = Math.min(guestBase + cs, end);
-      cluster.copy(out, s - offset, s - guestBase, e - guestBase);
+    // Compressed clusters written in one go lie back to back in the file: read each such run once.
+    for (let i = 0; i < compressed.length; ) {
+      let j = i + 1;
+      let spanEnd = compressed[i].entry.hostOffset + compressed[i].entry.compressedSize;
+      while (j < compressed.length) {
+        const e = compressed[j].entry;
+        if (e.hostOffset < spanEnd - 512 || e.hostOffset > spanEnd + COMPRESSED_GAP) break;
+        if (e.hostOffset + e.compressedSize - compressed[i].entry.hostOffset > COMPRESSED_SPAN) break;
+        spanEnd = Math.max(spanEnd, e.hostOffset + e.compressedSize);
+        j++;
+      }
+      const spanStart = compressed[i].entry.hostOffset;
+      const needed = compressed.slice(i, j).some((c) => !this.compressedCache.get(c.entry.hostOffset));
+      // The last sector of a compressed cluster may be cut short by the end of the file.
+      const span = needed ? await this.file.read(spanStart, spanEnd - spanStart) : Buffer.alloc(0);
+      for (; i < j; i++) {
+        const { guestBase, entry } = compressed[i];
+        const at = entry.hostOffset - spanStart;
+        const cluster = this.decompress(entry, guestBase, () => span.subarray(at, at + entry.compressedSize));
+        const s = Math.max(guestBase, offset);
+        const e = Math.min(guestBase + cs, end);
+        cluster.copy(out, s - offset, s - guestBase, e - guestBase);
+      }
     }
     return out;
   }
 
-  private async decompress(entry: L2Entry, guestBase: number): Promise<Buffer> {
+  private decompress(entry: L2Entry, guestBase: number, source: () => Buffer): Buffer {
     const cached = this.compressedCache.get(entry.hostOffset);
     if (cached) return cached;
     const cs = this.header.clusterSize;
-    // The last sector of a compressed cluster may be cut short by the end of the file.
-    const src = await this.file.read(entry.hostOffset, entry.compressedSize);
+    const src = source();
     let cluster: Buffer;
     try {
       cluster = inflateRawSync(src, { maxOutputLength: cs, finishFlush: 2 /* Z_SYNC_FLUSH */ });
