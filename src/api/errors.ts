@@ -40,6 +40,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   CATALOG_BAD_TRANSITION: 409,
   CATALOG_LEASE_LOST: 409,
   CATALOG_URL_INVALID: 400,
+  CATALOG_INVALID_NAME: 400,
 };
 
 export function httpStatusOf(code: string): number {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NAME_PATTERN, NAME_RULE } from '../catalog/names.js';
 import { DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT } from '../catalog/page.js';
 import { JOB_STATUSES, TASK_STATUSES } from '../catalog/status.js';
 
@@ -14,16 +15,8 @@ export const pageQuery = {
   offset: z.coerce.number().int().min(0).default(0),
 };
 
-/** Names people type and scripts match on: no leading punctuation, no control characters. */
-export const nameSchema = z
-  .string()
-  .trim()
-  .min(1)
-  .max(128)
-  .regex(
-    /^[A-Za-z0-9][A-Za-z0-9 ._@+-]*$/,
-    'letters, digits, space and . _ @ + - only; start with a letter or digit',
-  );
+/** Names people type and scripts match on: the catalog's one rule (catalog/names.ts). */
+export const nameSchema = z.string().trim().min(1).max(128).regex(NAME_PATTERN, NAME_RULE);
 
 const time = z.string().describe('ISO-8601 UTC time');
 const nullableTime = time.nullable();

@@ -9,7 +9,8 @@ export type CatalogErrorCode =
   | 'CATALOG_IN_USE' // a row others still refer to (e.g. a project that still has workloads)
   | 'CATALOG_BAD_TRANSITION' // a job/task/snapshot/restore status change the state machine forbids
   | 'CATALOG_LEASE_LOST' // a task's lease expired or is held by someone else
-  | 'CATALOG_LOCKED'; // a workload is locked by another job
+  | 'CATALOG_LOCKED' // a workload is locked by another job
+  | 'CATALOG_INVALID_NAME'; // a name outside the rule in names.ts
 
 export class CatalogError extends LifeboatError {
   declare readonly code: CatalogErrorCode;

@@ -4,6 +4,7 @@ export * from './errors.js';
 export * from './hosts.js';
 export * from './ids.js';
 export * from './jobs.js';
+export * from './names.js';
 export * from './open.js';
 export * from './page.js';
 export * from './projects.js';

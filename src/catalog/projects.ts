@@ -1,6 +1,7 @@
 import type { Selectable } from 'kysely';
 import { guardWrite, notFound } from './errors.js';
 import { newId } from './ids.js';
+import { assertValidName } from './names.js';
 import { type Page, type ProjectScope, pageOf } from './page.js';
 import type { CatalogDb, ProjectsTable, UsersTable } from './schema.js';
 import { isoNow } from './time.js';
@@ -12,6 +13,7 @@ export async function createProject(
   db: CatalogDb,
   input: { name: string; description?: string },
 ): Promise<Project> {
+  assertValidName('project', input.name);
   const now = isoNow();
   const row = {
     id: newId(),
@@ -51,6 +53,7 @@ export async function updateProject(
   id: string,
   patch: { name?: string; description?: string },
 ): Promise<Project> {
+  if (patch.name !== undefined) assertValidName('project', patch.name);
   const res = await guardWrite(`project ${patch.name ?? id}`, () =>
     db
       .updateTable('projects')

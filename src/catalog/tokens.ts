@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Selectable } from 'kysely';
 import { guardWrite, notFound } from './errors.js';
 import { newId } from './ids.js';
+import { assertValidName } from './names.js';
 import type { ApiTokensTable, CatalogDb } from './schema.js';
 import { type IsoTime, isoNow } from './time.js';
 import type { User } from './users.js';
@@ -28,6 +29,7 @@ export async function createToken(
   db: CatalogDb,
   input: { userId: string; name: string; expiresAt?: IsoTime | null },
 ): Promise<{ token: ApiToken; secret: string }> {
+  assertValidName('token', input.name);
   const secret = generateTokenSecret();
   const token: ApiToken = {
     id: newId(),

@@ -1,6 +1,7 @@
 import type { Selectable } from 'kysely';
 import { guardWrite, notFound } from './errors.js';
 import { isUuid, newId } from './ids.js';
+import { assertValidName } from './names.js';
 import { type Page, pageOf } from './page.js';
 import { projectIdsOfUser } from './projects.js';
 import type { CatalogDb, UsersTable } from './schema.js';
@@ -18,6 +19,7 @@ export async function createUser(
   db: CatalogDb,
   input: { name: string; role: UserRole; email?: string | null },
 ): Promise<User> {
+  assertValidName('user', input.name);
   const now = isoNow();
   const row: User = {
     id: newId(),
@@ -84,6 +86,7 @@ export async function updateUser(
   id: string,
   patch: { name?: string; role?: UserRole; email?: string | null },
 ): Promise<User> {
+  if (patch.name !== undefined) assertValidName('user', patch.name);
   const res = await guardWrite(`user ${patch.name ?? id}`, () =>
     db
       .updateTable('users')

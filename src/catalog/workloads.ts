@@ -2,6 +2,7 @@ import type { Selectable, Updateable } from 'kysely';
 import { CatalogError, guardWrite, notFound } from './errors.js';
 import { newId } from './ids.js';
 import { parseJson, toJson } from './json.js';
+import { assertValidName } from './names.js';
 import { type Page, type ProjectScope, pageOf } from './page.js';
 import type { CatalogDb, WorkloadsTable, WorkloadVmsTable } from './schema.js';
 import { type IsoTime, isoNow, isoPlus } from './time.js';
@@ -44,6 +45,7 @@ function policyColumns(p: WorkloadPolicy): Updateable<WorkloadsTable> {
 }
 
 export async function createWorkload(db: CatalogDb, input: NewWorkload): Promise<Workload> {
+  assertValidName('workload', input.name);
   const now = isoNow();
   const id = newId();
   await guardWrite(`workload ${input.name}`, () =>
@@ -100,6 +102,7 @@ export async function updateWorkload(
     ownerUserId?: string | null;
   },
 ): Promise<Workload> {
+  if (patch.name !== undefined) assertValidName('workload', patch.name);
   const set: Updateable<WorkloadsTable> = { ...policyColumns(patch), updated_at: isoNow() };
   if (patch.name !== undefined) set.name = patch.name;
   if (patch.description !== undefined) set.description = patch.description;

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerAdminCommands } from './admin.js';
 import { registerImageConvertCommands } from './image-convert.js';
 import { registerImageInspectCommands } from './image-inspect.js';
 import { registerTargetCommands } from './target.js';
@@ -9,4 +10,5 @@ export function registerCommands(program: Command): void {
   registerImageInspectCommands(image);
   registerImageConvertCommands(image);
   registerTargetCommands(program);
+  registerAdminCommands(program);
 }
