@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Extent } from '../src/disk/extent.js';
@@ -261,5 +261,45 @@ describe('qcow2 read: backing chains', () => {
   test('raw image on its own', async () => {
     const raw = await patternedRaw(3 * MiB + 512, 9);
     await assertMatchesQemu(raw, { rawBacking: true });
+  });
+});
+
+describe('qcow2 read: states a reader must tolerate', () => {
+  test('internal snapshots: only the active L1 table is read', async () => {
+    const img = path('snap.qcow2');
+    await qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', img, '4M');
+    await qemuIo(img, ['write -P 0x21 0 1M']);
+    await qemuImg('snapshot', '-c', 'before', img);
+    await qemuIo(img, ['write -P 0x22 512k 1M', 'write -z 0 64k']);
+    await assertMatchesQemu(img);
+  });
+
+  test('dirty bit and lazy refcounts', async () => {
+    const img = path('lazy.qcow2');
+    await qemuImg('create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', img, '4M');
+    await qemuIo(img, standardWrites(4 * MiB));
+    const expected = await qemuRawSha256(img, dir);
+    const bytes = await readFile(img);
+    bytes[79] |= 1; // incompatible feature bit 0: dirty
+    await writeFile(img, bytes);
+    const disk = await openDiskImage(img);
+    assert.ok(disk instanceof ChainReader && disk.top.header.dirty && disk.top.header.lazyRefcounts);
+    const hash = createHash('sha256').update(await disk.read(0, disk.virtualSize));
+    await disk.close();
+    assert.equal(hash.digest('hex'), expected);
+  });
+
+  test('a backing file without a format extension is probed', async () => {
+    const base = path('probe-base.qcow2');
+    await qemuImg('create', '-q', '-f', 'qcow2', base, '2M');
+    await qemuIo(base, ['write -P 0x31 0 1M']);
+    const img = path('probe-top.qcow2');
+    await qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', img);
+    await qemuIo(img, ['write -P 0x32 64k 64k']);
+    const bytes = await readFile(img);
+    const at = bytes.indexOf(Buffer.from([0xe2, 0x79, 0x2a, 0xca]));
+    bytes.writeUInt32BE(0x0badf00d, at); // the backing-format extension becomes an unknown one
+    await writeFile(img, bytes);
+    await assertMatchesQemu(img);
   });
 });
