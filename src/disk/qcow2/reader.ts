@@ -87,6 +87,7 @@ export class Qcow2Image implements Disk {
   static async open(file: RandomAccessFile, opts: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
     const header = await readQcow2Header(file);
     const l1 = await readL1Table(file, header);
+    checkActiveL1(file, header, l1);
     return new Qcow2Image(file, header, l1, opts);
   }
 
@@ -414,6 +415,33 @@ export class Qcow2Image implements Disk {
   /** Number of L1 entries covering the virtual size; entries past it are ignored. */
   get l1EntriesInUse(): number {
     return this.usedL1Entries;
+  }
+}
+
+/**
+ * Validates the L1 entries that cover the virtual size: aligned, inside the file, and no L2 table
+ * named twice. QEMU never shares an L2 table within one L1; a hostile image that does could make a
+ * walk visit the same table millions of times, so refusing it keeps every walk linear in the file.
+ */
+function checkActiveL1(file: RandomAccessFile, h: Qcow2Header, l1: Buffer): void {
+  const used = Math.min(h.l1Size, Math.ceil(h.size / (h.clusterSize * h.l2Entries)));
+  const seen = new Set<number>();
+  for (let i = 0; i < used; i++) {
+    const offset = l1EntryL2Offset(l1, i);
+    if (offset === 0) continue;
+    if (offset % h.clusterSize !== 0 || offset >= file.size) {
+      throw new DiskError(
+        'QCOW2_MALFORMED',
+        `${file.name}: L1 entry ${i} points at an invalid L2 offset ${offset}`,
+      );
+    }
+    if (seen.has(offset)) {
+      throw new DiskError(
+        'QCOW2_MALFORMED',
+        `${file.name}: L2 table at ${offset} is used twice by the L1 table`,
+      );
+    }
+    seen.add(offset);
   }
 }
 
