@@ -20,7 +20,7 @@ state="$(cd "$state" && pwd)"
 dir="$state/rgw"
 conf="$dir/ceph.conf"
 envfile="$state/rgw.env"
-names=(rgw osd.0 mon.a)
+names=(client.rgw osd.0 mon.a)
 
 pid_alive() { # pidfile -> 0 when the process in it runs
   [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
@@ -31,17 +31,23 @@ free_port() {
 }
 
 stop() {
+  # memstore data dies with the OSD anyway, so all daemons get SIGTERM at once; stragglers get SIGKILL.
+  local pids=()
   for n in "${names[@]}"; do
     local pf="$dir/run/$n.pid"
     if pid_alive "$pf"; then
-      local pid
-      pid="$(cat "$pf")"
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
+      pids+=("$(cat "$pf")")
+      kill "$(cat "$pf")" 2>/dev/null || true
     fi
     rm -f "$pf"
   done
+  for _ in $(seq 1 20); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   rm -f "$envfile"
 }
 
@@ -57,7 +63,7 @@ wait_for() { # description, seconds, command...
 }
 
 start() {
-  if pid_alive "$dir/run/rgw.pid" && pid_alive "$dir/run/osd.0.pid" && pid_alive "$dir/run/mon.a.pid" &&
+  if pid_alive "$dir/run/client.rgw.pid" && pid_alive "$dir/run/osd.0.pid" && pid_alive "$dir/run/mon.a.pid" &&
     [ -f "$envfile" ]; then
     echo "rgw.sh: already running ($(grep ENDPOINT "$envfile"))"
     return 0
@@ -125,7 +131,7 @@ EOF
   osd_uuid="$(cat /proc/sys/kernel/random/uuid)"
   ceph -c "$conf" osd new "$osd_uuid" >/dev/null
   ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>&1
-  ceph-osd -c "$conf" -i 0
+  ceph-osd -c "$conf" -i 0 2>>"$dir/log/osd.0.stderr"
   wait_for "ceph-osd" 60 bash -c "ceph -c '$conf' osd stat -f json | grep -q '\"num_up_osds\":1'"
 
   radosgw -c "$conf" -n client.rgw
