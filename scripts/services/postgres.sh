@@ -82,6 +82,8 @@ stop)
     [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
     echo "postgres: stopped (pid $pid)"
   fi
+  # Throwaway by design: the cluster (tens of MiB) goes with the server.
+  if [ -f "$pidfile" ] || [ -f "$state/postgres.env" ]; then rm -rf "$dir"; fi
   rm -f "$pidfile" "$state/postgres.env"
   ;;
 *)
