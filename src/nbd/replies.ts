@@ -156,6 +156,26 @@ export class ReplyParser {
     }
   }
 
+  /**
+   * Where the next bytes may go directly (the rest of the payload being received), when at least
+   * `minimum` bytes of it remain; undefined otherwise.
+   */
+  directTarget(minimum: number): Buffer | undefined {
+    if (this.state !== State.Data || this.remaining < minimum || this.queue.length > 0) return undefined;
+    return this.req!.dest!.subarray(this.pos, this.pos + this.remaining);
+  }
+
+  /** `n` bytes were written at the position directTarget() returned. */
+  directFilled(n: number): void {
+    if (this.state !== State.Data || n > this.remaining)
+      throw protocolError('direct read outside a data payload');
+    this.pos += n;
+    this.remaining -= n;
+    if (this.remaining > 0) return;
+    if (this.simple) this.finish(this.req!);
+    else this.endChunk();
+  }
+
   private find(handle: number): InFlightRequest {
     const req = this.lookup(handle);
     if (!req) throw protocolError(`reply for unknown handle ${handle}`);

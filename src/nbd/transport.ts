@@ -19,6 +19,8 @@ const READ_BUFFER_SIZE = 256 * 1024;
 export class Transport {
   readonly queue = new ByteQueue();
   private receiver: (() => void) | undefined;
+  private directReads: { target: () => Buffer | undefined; filled: (n: number) => void } | undefined;
+  private directTarget: Buffer | undefined;
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   private closedWith: Error | undefined;
   private closeListeners: ((cause: Error) => void)[] = [];
@@ -33,10 +35,13 @@ export class Transport {
   static connect(endpoint: NbdEndpoint, timeoutMs = 30_000): Promise<Transport> {
     return new Promise((resolve, reject) => {
       let transport: Transport | undefined;
+      // Reads land in a shared buffer, or straight in a reply's destination when the receiver
+      // asks for that (see setDirectReads). Node asks for the next buffer after each callback.
+      const shared = Buffer.allocUnsafe(READ_BUFFER_SIZE);
       const onread = {
-        buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
+        buffer: () => transport?.nextReadBuffer(shared) ?? shared,
         callback: (n: number, buf: Uint8Array): boolean => {
-          transport?.onBytes(Buffer.from(buf.buffer, buf.byteOffset, n));
+          transport?.onRead(n, buf, shared);
           return true;
         },
       };
@@ -92,6 +97,35 @@ export class Transport {
       }
       for (const l of this.closeListeners.splice(0)) l(cause);
     });
+  }
+
+  private nextReadBuffer(shared: Buffer): Buffer {
+    this.directTarget = this.queue.length === 0 ? this.directReads?.target() : undefined;
+    return this.directTarget ?? shared;
+  }
+
+  private onRead(n: number, buf: Uint8Array, shared: Buffer): void {
+    const direct = this.directTarget;
+    this.directTarget = undefined;
+    if (direct && buf === direct) {
+      if (this.closedWith || this.destroyReason) return;
+      try {
+        this.directReads!.filled(n);
+      } catch (err) {
+        this.destroy(err instanceof Error ? err : new Error(String(err)));
+      }
+      return;
+    }
+    this.onBytes(buf === shared ? shared.subarray(0, n) : Buffer.from(buf.buffer, buf.byteOffset, n));
+  }
+
+  /**
+   * Lets the receiver have the kernel write the next bytes straight into `target()` (a payload's
+   * destination) instead of the shared buffer: no copy at all for large reads. `filled(n)` then
+   * reports that n bytes landed there.
+   */
+  setDirectReads(direct: { target: () => Buffer | undefined; filled: (n: number) => void }): void {
+    this.directReads = direct;
   }
 
   private onBytes(chunk: Buffer): void {
