@@ -3,6 +3,7 @@ import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DiskError } from './errors.js';
 import type { ByteSink } from './io.js';
+import { PositionalWriter, type PositionalWriterOptions } from './positional-writer.js';
 
 /** Opens the directory and fsyncs it, so a rename or unlink inside it survives a crash. */
 export async function fsyncDirectory(dir: string): Promise<void> {
@@ -19,7 +20,8 @@ export function tempPathBeside(path: string): string {
   return join(dirname(path), `.${basename(path)}.lifeboat-tmp-${randomBytes(4).toString('hex')}`);
 }
 
-function ioError(path: string, what: string, err: unknown): DiskError {
+export function ioError(path: string, what: string, err: unknown): DiskError {
+  if (err instanceof DiskError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT')
     return new DiskError('DISK_NOT_FOUND', `${path}: ${what}: no such file or directory`);
@@ -29,22 +31,25 @@ function ioError(path: string, what: string, err: unknown): DiskError {
 /**
  * A ByteSink on a local file. Bytes go to a temp file beside the destination; `close` fsyncs it and
  * renames it into place (then fsyncs the directory), so the destination either does not exist or
- * holds the complete file. `abort` deletes the temp file. One write is kept in flight, so the
- * caller prepares the next chunk while the previous one reaches the kernel.
+ * holds the complete file. `abort` deletes the temp file. Every chunk's position is known when it
+ * arrives, so several positional writes run at once, with flush-behind (positional-writer.ts).
+ * Chunks must not be modified after being passed to `write`.
  */
 export class FileSink implements ByteSink {
   private offset = 0;
-  private inFlight: Promise<void> = Promise.resolve();
-  private failed: unknown;
   private finished = false;
+  private readonly writer: PositionalWriter;
 
   private constructor(
     readonly path: string,
     readonly tempPath: string,
     private readonly fh: FileHandle,
-  ) {}
+    opts: PositionalWriterOptions,
+  ) {
+    this.writer = new PositionalWriter(fh, opts);
+  }
 
-  static async create(path: string): Promise<FileSink> {
+  static async create(path: string, opts: PositionalWriterOptions = {}): Promise<FileSink> {
     const tempPath = tempPathBeside(path);
     let fh: FileHandle;
     try {
@@ -52,7 +57,7 @@ export class FileSink implements ByteSink {
     } catch (err) {
       throw ioError(path, 'create', err);
     }
-    return new FileSink(path, tempPath, fh);
+    return new FileSink(path, tempPath, fh, opts);
   }
 
   get bytesWritten(): number {
@@ -61,20 +66,12 @@ export class FileSink implements ByteSink {
 
   async write(chunk: Buffer): Promise<void> {
     if (this.finished) throw new DiskError('DISK_IO', `${this.path}: write after close`);
-    await this.inFlight;
-    if (this.failed) throw this.failed;
     const at = this.offset;
     this.offset += chunk.length;
-    this.inFlight = this.writeAll(chunk, at).catch((err) => {
-      this.failed = ioError(this.path, 'write', err);
-    });
-  }
-
-  private async writeAll(chunk: Buffer, at: number): Promise<void> {
-    let done = 0;
-    while (done < chunk.length) {
-      const { bytesWritten } = await this.fh.write(chunk, done, chunk.length - done, at + done);
-      done += bytesWritten;
+    try {
+      await this.writer.write(chunk, at);
+    } catch (err) {
+      throw ioError(this.path, 'write', err);
     }
   }
 
@@ -82,13 +79,12 @@ export class FileSink implements ByteSink {
     if (this.finished) return;
     this.finished = true;
     try {
-      await this.inFlight;
-      if (this.failed) throw this.failed;
-      await this.fh.sync();
+      await this.writer.finish();
       await this.fh.close();
       await rename(this.tempPath, this.path);
       await fsyncDirectory(dirname(this.path));
     } catch (err) {
+      await this.writer.settle();
       await this.fh.close().catch(() => {});
       await rm(this.tempPath, { force: true });
       throw err instanceof DiskError ? err : ioError(this.path, 'close', err);
@@ -98,7 +94,7 @@ export class FileSink implements ByteSink {
   async abort(): Promise<void> {
     if (this.finished) return;
     this.finished = true;
-    await this.inFlight;
+    await this.writer.settle();
     await this.fh.close().catch(() => {});
     await rm(this.tempPath, { force: true });
   }

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { DiskError } from './errors.js';
 import type { Extent } from './extent.js';
 import { fsyncDirectory, tempPathBeside } from './file-sink.js';
+import { PositionalWriter } from './positional-writer.js';
 import type { ExtentSource } from './qcow2/writer.js';
 import { readAheadInOrder } from './read-ahead.js';
 
@@ -47,10 +48,12 @@ export async function writeRawSparse(input: RawWriteInput, path: string, options
   for (const e of input.extents) if (e.kind === 'data') total += e.length;
   const temp = tempPathBeside(path);
   let fh: FileHandle | undefined;
+  let writer: PositionalWriter | undefined;
   try {
     fh = await open(temp, 'wx', 0o644);
     await fh.truncate(input.virtualSize);
-    const file = fh;
+    const out = new PositionalWriter(fh);
+    writer = out;
     let done = 0;
     await readAheadInOrder(
       dataChunks(input.extents, input.virtualSize, chunkBytes),
@@ -65,21 +68,21 @@ export async function writeRawSparse(input: RawWriteInput, path: string, options
         return buf;
       },
       async (c, buf) => {
-        let w = 0;
-        while (w < buf.length) w += (await file.write(buf, w, buf.length - w, c.offset + w)).bytesWritten;
+        await out.write(buf, c.offset);
         done += buf.length;
         options.onProgress?.(done, total);
       },
       options.readAhead ?? 8,
       options.signal,
     );
-    await fh.sync();
+    await out.finish();
     await fh.close();
     fh = undefined;
     await rename(temp, path);
     await fsyncDirectory(dirname(path));
     return { bytesWritten: done };
   } catch (err) {
+    await writer?.settle();
     await fh?.close().catch(() => {});
     await rm(temp, { force: true });
     if (err instanceof DiskError) throw err;

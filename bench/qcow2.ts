@@ -1,0 +1,240 @@
+/**
+ * qcow2 engine benchmark: Lifeboat against qemu-img on the same data in the same run.
+ *
+ *   npx tsx bench/qcow2.ts [--size 8G] [--data 2G] [--layers 10] [--dir /var/tmp] [--verify]
+ *
+ * Cases (fresh copies of the same images for each tool):
+ *   1. raw -> qcow2          ours: convertImage          theirs: qemu-img convert -O qcow2
+ *   2. N-deep chain -> raw   ours: convertImage (raw)     theirs: qemu-img convert -O raw
+ *   3. commit                ours: commitOverlay          theirs: qemu-img commit
+ * Both sides make their output durable (we fsync; qemu-img runs with -t writeback, which flushes at
+ * the end), page cache warm for both. Throughput = guest data bytes moved / wall time; ratio =
+ * ours / theirs (>= 1.0 means we are at least as fast).
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
+import { convertImage } from '../src/disk/convert.js';
+import type { Extent } from '../src/disk/extent.js';
+import { FileSink } from '../src/disk/file-sink.js';
+import { openDiskImage } from '../src/disk/open.js';
+import { commitOverlay } from '../src/disk/qcow2/merge.js';
+import { writeQcow2 } from '../src/disk/qcow2/writer.js';
+
+const run = promisify(execFile);
+const M = 1024 * 1024;
+
+function parseSize(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGT]?)$/i.exec(v);
+  if (!m) throw new Error(`bad size ${v}`);
+  const mult: Record<string, number> = { '': 1, K: 1024, M: M, G: 1024 * M, T: 1024 * 1024 * M };
+  return Math.floor(Number(m[1]) * mult[m[2].toUpperCase()]);
+}
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+
+const SIZE = parseSize(arg('size', '8G'));
+const DATA = parseSize(arg('data', '2G'));
+const LAYERS = Number(arg('layers', '10'));
+const VERIFY = process.argv.includes('--verify');
+
+/** A pool of random bytes; content is taken from it at varying offsets (non-zero, incompressible). */
+const POOL = randomBytes(32 * M);
+function content(offset: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  let done = 0;
+  let pos = (offset * 7919) % (POOL.length - 4096);
+  while (done < length) {
+    const n = Math.min(length - done, POOL.length - pos);
+    POOL.copy(out, done, pos, pos + n);
+    done += n;
+    pos = 0;
+  }
+  return out;
+}
+
+/** Scattered data extents (64 KiB aligned, 256 KiB..8 MiB) adding up to about `data` bytes. */
+function scatter(size: number, data: number, seed: number): Extent[] {
+  let s = seed;
+  const rnd = () => {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    return s / 2 ** 31;
+  };
+  const slots = Math.floor(size / (64 * 1024));
+  const used = new Uint8Array(slots);
+  let placed = 0;
+  while (placed < data) {
+    const len = Math.min(Math.max(4, Math.floor(rnd() * 128)), Math.ceil((data - placed) / (64 * 1024)));
+    const start = Math.floor(rnd() * (slots - len));
+    let free = true;
+    for (let i = start; i < start + len && free; i++) free = used[i] === 0;
+    if (!free) continue;
+    used.fill(1, start, start + len);
+    placed += len * 64 * 1024;
+  }
+  const out: Extent[] = [];
+  for (let i = 0; i < slots; ) {
+    let j = i;
+    while (j < slots && used[j] === used[i]) j++;
+    out.push({ offset: i * 65536, length: (j - i) * 65536, kind: used[i] ? 'data' : 'unallocated' });
+    i = j;
+  }
+  return out;
+}
+
+const dataBytes = (ex: Extent[]) => ex.filter((e) => e.kind === 'data').reduce((n, e) => n + e.length, 0);
+const generated = { read: async (offset: number, length: number) => content(offset, length) };
+
+async function makeRaw(path: string, extents: Extent[]): Promise<void> {
+  const fh = await open(path, 'w');
+  await fh.truncate(SIZE);
+  for (const e of extents) {
+    if (e.kind !== 'data') continue;
+    for (let o = e.offset; o < e.offset + e.length; o += 8 * M) {
+      const n = Math.min(8 * M, e.offset + e.length - o);
+      await fh.write(content(o, n), 0, n, o);
+    }
+  }
+  await fh.sync();
+  await fh.close();
+}
+
+async function makeQcow2(path: string, extents: Extent[], backing?: string): Promise<void> {
+  const sink = await FileSink.create(path);
+  await writeQcow2(
+    {
+      virtualSize: SIZE,
+      extents,
+      source: generated,
+      backing: backing ? { name: backing, format: 'qcow2' } : undefined,
+    },
+    sink,
+  );
+  await sink.close();
+}
+
+async function sh(cmd: string, ...args: string[]): Promise<void> {
+  await run(cmd, args, { maxBuffer: 64 * M });
+}
+
+/** Reads a file once so both tools start with a warm page cache. */
+async function warm(...paths: string[]): Promise<void> {
+  for (const p of paths) await sh('sh', '-c', `cat "${p}" > /dev/null`);
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return (performance.now() - t0) / 1000;
+}
+
+interface Row {
+  name: string;
+  bytes: number;
+  ours: number;
+  theirs: number;
+}
+const rows: Row[] = [];
+
+function report(r: Row): void {
+  rows.push(r);
+  const mbs = (t: number) => r.bytes / M / t;
+  console.log(
+    `${r.name.padEnd(28)} data ${(r.bytes / M).toFixed(0).padStart(6)} MiB | ours ${r.ours.toFixed(2).padStart(6)} s ` +
+      `${mbs(r.ours).toFixed(0).padStart(5)} MB/s | qemu-img ${r.theirs.toFixed(2).padStart(6)} s ` +
+      `${mbs(r.theirs).toFixed(0).padStart(5)} MB/s | ratio ${(r.theirs / r.ours).toFixed(2)}`,
+  );
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(arg('dir', '/var/tmp'), 'lifeboat-bench-'));
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  try {
+    console.log(`bench dir ${dir}: virtual ${SIZE / M} MiB, data ~${DATA / M} MiB, ${LAYERS}-deep chain`);
+
+    // 1. raw -> qcow2
+    const rawExtents = scatter(SIZE, DATA, 1);
+    const raw = join(dir, 'src.raw');
+    await makeRaw(raw, rawExtents);
+    await warm(raw);
+    const oursQ = join(dir, 'ours.qcow2');
+    const theirsQ = join(dir, 'theirs.qcow2');
+    const tOurs1 = await timed(async () => {
+      const src = await openDiskImage(raw);
+      try {
+        await convertImage(src, oursQ, { format: 'qcow2' });
+      } finally {
+        await src.close();
+      }
+    });
+    const tTheirs1 = await timed(() => sh('qemu-img', 'convert', '-t', 'writeback', '-O', 'qcow2', raw, theirsQ));
+    report({ name: 'raw -> qcow2', bytes: dataBytes(rawExtents), ours: tOurs1, theirs: tTheirs1 });
+    if (VERIFY) await sh('qemu-img', 'compare', '-f', 'raw', raw, oursQ);
+    await rm(raw);
+    await rm(oursQ);
+    await rm(theirsQ);
+
+    // 2. N-deep chain -> raw (layer 0 holds half the data, the others share the rest)
+    let chainData = 0;
+    let prev: string | undefined;
+    for (let i = 0; i < LAYERS; i++) {
+      const share = i === 0 ? DATA / 2 : DATA / 2 / Math.max(1, LAYERS - 1);
+      const ex = scatter(SIZE, share, 100 + i);
+      chainData += dataBytes(ex);
+      const path = join(dir, `layer${i}.qcow2`);
+      await makeQcow2(path, ex, prev);
+      prev = `layer${i}.qcow2`;
+    }
+    const top = join(dir, prev!);
+    const layerPaths = Array.from({ length: LAYERS }, (_, i) => join(dir, `layer${i}.qcow2`));
+    await warm(...layerPaths);
+    const oursR = join(dir, 'ours.raw');
+    const theirsR = join(dir, 'theirs.raw');
+    const tOurs2 = await timed(async () => {
+      const src = await openDiskImage(top);
+      try {
+        await convertImage(src, oursR, { format: 'raw' });
+      } finally {
+        await src.close();
+      }
+    });
+    const tTheirs2 = await timed(() => sh('qemu-img', 'convert', '-t', 'writeback', '-O', 'raw', top, theirsR));
+    report({ name: `${LAYERS}-deep chain -> raw`, bytes: chainData, ours: tOurs2, theirs: tTheirs2 });
+    if (VERIFY) await sh('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', oursR, theirsR);
+    await rm(oursR);
+    await rm(theirsR);
+    for (const p of layerPaths) await rm(p);
+
+    // 3. commit: an overlay with a quarter of the data into a base holding the rest
+    const baseEx = scatter(SIZE, (DATA * 3) / 4, 7);
+    const overEx = scatter(SIZE, DATA / 4, 8);
+    const tpl = join(dir, 'tpl');
+    await sh('mkdir', '-p', `${tpl}/base`, `${tpl}/over`);
+    await makeQcow2(join(tpl, 'base/d.qcow2'), baseEx);
+    await makeQcow2(join(tpl, 'over/d.qcow2'), overEx, '../base/d.qcow2');
+    const copies: string[] = [];
+    for (const who of ['ours', 'theirs']) {
+      await sh('cp', '-r', '--sparse=always', tpl, join(dir, who));
+      copies.push(join(dir, who));
+    }
+    await rm(tpl, { recursive: true });
+    await warm(...copies.flatMap((c) => [join(c, 'base/d.qcow2'), join(c, 'over/d.qcow2')]));
+    const tOurs3 = await timed(() => commitOverlay(join(copies[0], 'over/d.qcow2')));
+    const tTheirs3 = await timed(() => sh('qemu-img', 'commit', '-q', join(copies[1], 'over/d.qcow2')));
+    report({ name: 'commit', bytes: dataBytes(overEx), ours: tOurs3, theirs: tTheirs3 });
+    if (VERIFY) await sh('qemu-img', 'compare', join(copies[0], 'over/d.qcow2'), join(copies[1], 'base/d.qcow2'));
+  } finally {
+    await cleanup();
+  }
+  const worst = Math.min(...rows.map((r) => r.theirs / r.ours));
+  console.log(`worst ratio ${worst.toFixed(2)} (ours/theirs throughput)`);
+}
+
+await main();
