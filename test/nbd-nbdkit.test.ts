@@ -171,6 +171,11 @@ describe('NbdClient against nbdkit', () => {
       const data = randomBytes(1 * M);
       await c.write(1 * M, data);
       assert.ok((await c.read(1 * M + 1000, 100_000)).equals(data.subarray(1000, 101_000)));
+      const into = Buffer.alloc(100_000);
+      await c.readInto(1 * M + 1000, into);
+      assert.ok(into.equals(data.subarray(1000, 101_000)));
+      await c.readInto(1 * M, into.subarray(0, 65536));
+      assert.ok(into.subarray(0, 65536).equals(data.subarray(0, 65536)));
       assert.ok((await c.read(0, 4 * M)).subarray(1 * M, 2 * M).equals(data));
       await rejectsWith(c.write(1000, Buffer.alloc(4096)), 'NBD_RANGE');
     } finally {

@@ -177,7 +177,11 @@ export class NbdClient {
       );
       return new NbdClient(transport, negotiated, options);
     } catch (err) {
-      transport.destroy(err instanceof Error ? err : undefined);
+      // A refused export was answered with NBD_OPT_ABORT: let that reach the server, then close.
+      const soft =
+        err instanceof NbdError && ['NBD_EXPORT_NOT_FOUND', 'NBD_OPTION_REFUSED'].includes(err.code);
+      if (soft && !transport.closed) await transport.end(1000);
+      else transport.destroy(err instanceof Error ? err : undefined);
       throw err;
     }
   }

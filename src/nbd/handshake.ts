@@ -216,6 +216,8 @@ async function go(
       return { ...exportInfo, blockSize };
     }
     if (reply.type === NBD_REP_ERR_UNSUP) return undefined;
+    // Still in option haggling: the spec wants a soft disconnect (NBD_OPT_ABORT) from here on.
+    if (isError(reply)) t.write(encodeOption(NBD_OPT_ABORT));
     if (reply.type === NBD_REP_ERR_UNKNOWN) {
       throw new NbdError(
         'NBD_EXPORT_NOT_FOUND',
