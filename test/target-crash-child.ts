@@ -1,6 +1,6 @@
 /**
  * Child process of target-crash.test.ts: rewrites one metadata file over and over (putAtomic) or
- * streams an image slowly (createWriter), printing "writing" once under way, until it is killed.
+ * streams an image slowly (createWriter), printing "writing" once under way (past the first S3 part), until it is killed.
  */
 
 import { writeMetadata } from '../src/target/metadata-io.js';
@@ -33,9 +33,10 @@ if (mode === 'metadata') {
   }
 } else {
   const w = await backend.createWriter(key);
-  process.stdout.write('writing\n');
   for (let i = 0; ; i++) {
     await w.write(patternBytes(`img${i}`, 1024 * 1024));
+    // Past the first 8 MiB part: on S3 the multipart upload now exists.
+    if (i === 9) process.stdout.write('writing\n');
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -80,7 +80,7 @@ for (const kind of ['fs', 's3'] as const) {
     });
 
     it('leaves no image behind, and cleanup removes the leftovers', async () => {
-      await killMidWrite('image', location, IMAGE, 1500);
+      await killMidWrite('image', location, IMAGE, 200);
       assert.equal(await backend.stat(IMAGE), undefined);
       const report = await cleanupUnfinished(backend, { olderThanMs: 0 });
       // fs: the temp file goes with its unfinished folder; S3: the incomplete multipart upload is aborted.
