@@ -358,6 +358,15 @@ describe('NbdClient against a misbehaving server', () => {
     await c.close();
   });
 
+  test('close() with a request the server never answers: the request is dropped, close returns', async () => {
+    const c = await connect({ request: () => true });
+    const hung = c.read(0, 4096);
+    const settled = hung.catch((err: NbdError) => err.code);
+    await c.close(200);
+    assert.equal(await settled, 'NBD_CLOSED');
+    await rejectsWith(c.read(0, 1), 'NBD_CLOSED');
+  });
+
   test('ESHUTDOWN from the server: the request fails, new ones are refused, the client disconnects softly', async () => {
     let disconnected = false;
     const c = await connect({

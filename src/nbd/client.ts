@@ -122,6 +122,7 @@ export class NbdClient {
   private closing: Promise<void> | undefined;
   private corked = false;
   private serverShuttingDown = false;
+  private closeRequested = false;
 
   private constructor(
     private readonly transport: Transport,
@@ -314,10 +315,27 @@ export class NbdClient {
     return out;
   }
 
-  /** Waits for requests in flight, sends NBD_CMD_DISC and closes the connection. */
-  close(): Promise<void> {
+  /**
+   * Refuses new requests, waits for those in flight (at most `timeoutMs`, then they are dropped
+   * with NBD_CLOSED), sends NBD_CMD_DISC and closes the connection.
+   */
+  close(timeoutMs = 30_000): Promise<void> {
     this.closing ??= (async () => {
-      await this.whenIdle();
+      this.closeRequested = true;
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          this.transport.destroy(
+            new NbdError(
+              'NBD_CLOSED',
+              `NBD client closed with requests still in flight after ${timeoutMs} ms`,
+            ),
+          );
+          resolve();
+        }, timeoutMs);
+      });
+      await Promise.race([this.whenIdle(), timedOut]);
+      clearTimeout(timer);
       if (!this.transport.closed) {
         this.transport.write(encodeRequestHeader(0, NBD_CMD_DISC, 0, 0, 0));
         this.failure ??= new NbdError('NBD_CLOSED', 'NBD client is closed');
@@ -431,6 +449,7 @@ export class NbdClient {
       });
     }
     if (this.failure) throw this.deadError();
+    if (this.closeRequested) throw new NbdError('NBD_CLOSED', 'NBD client is closing');
     const wait = this.acquireSlot();
     if (wait) await wait;
     if (this.failure) {
