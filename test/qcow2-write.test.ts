@@ -5,7 +5,9 @@ import { after, before, describe, it } from 'node:test';
 import type { Extent } from '../src/disk/extent.js';
 import { FileSink } from '../src/disk/file-sink.js';
 import { LocalFile } from '../src/disk/io.js';
+import { writeQcow2ByScanning } from '../src/disk/qcow2/scan-writer.js';
 import { writeQcow2 } from '../src/disk/qcow2/writer.js';
+import { RawDisk } from '../src/disk/raw.js';
 import { writeRawSparse } from '../src/disk/raw-writer.js';
 import { qemuImg, qemuImgInfo, qemuImgMap, qemuIo, tempDir } from './helpers/qemu-img.js';
 import { assertCheckClean, assertSameContent, makeSparseRaw } from './helpers/sparse-fixtures.js';
@@ -145,6 +147,42 @@ describe('Qcow2Writer (qemu-img as the oracle)', () => {
     await sink.abort();
     const left = (await readdir(dir)).filter((n) => n.includes('failing'));
     assert.deepEqual(left, []);
+  });
+});
+
+describe('writeQcow2ByScanning (raw sources, one read pass)', () => {
+  for (const clusterSize of [512, 65536, 2 * M]) {
+    it(`finds the data while copying it (cluster ${clusterSize})`, async () => {
+      const out = join(dir, `scan-${clusterSize}.qcow2`);
+      const src = await RawDisk.open(srcPath);
+      let last = 0;
+      try {
+        await writeQcow2ByScanning(src, out, { clusterSize, chunkBytes: M, onProgress: (d) => (last = d) });
+      } finally {
+        await src.close();
+      }
+      assert.equal(last, SIZE);
+      await assertCheckClean(out);
+      await assertSameContent(srcPath, out, 'raw', 'qcow2');
+    });
+  }
+
+  it('handles an all-zero source and a size that is not a cluster multiple', async () => {
+    const zeros = join(dir, 'zeros.raw');
+    await makeSparseRaw(zeros, 5 * M, []);
+    const odd = join(dir, 'odd-scan.raw');
+    await makeSparseRaw(odd, 3 * M + 1536, [[3 * M + 1024, 512]]);
+    for (const file of [zeros, odd]) {
+      const out = `${file}.qcow2`;
+      const src = await RawDisk.open(file);
+      try {
+        await writeQcow2ByScanning(src, out);
+      } finally {
+        await src.close();
+      }
+      await assertCheckClean(out);
+      await assertSameContent(file, out, 'raw', 'qcow2');
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import { FileSink } from './file-sink.js';
 import { openDiskImage } from './open.js';
 import { type ClusterRun, planClusters } from './qcow2/cluster-plan.js';
 import { assertClusterSize } from './qcow2/layout.js';
+import { writeQcow2ByScanning } from './qcow2/scan-writer.js';
 import { DEFAULT_CLUSTER_SIZE, writeQcow2 } from './qcow2/writer.js';
 import { RawDisk } from './raw.js';
 import { writeRawSparse } from './raw-writer.js';
@@ -61,6 +62,10 @@ export async function convertImage(src: Disk, dst: string, opts: ConvertOptions)
     }
     const name = relative(dirname(resolve(dst)), resolve(opts.backing));
     backing = { name, format: base instanceof RawDisk ? 'raw' : 'qcow2' };
+  } else if (src instanceof RawDisk) {
+    // A raw file has no map to ask: reading it once both finds the data and copies it.
+    const layout = await writeQcow2ByScanning(src, dst, { ...opts, clusterSize });
+    return { dataBytes: layout.dataClusters * clusterSize };
   } else {
     extents = await src.extents();
   }

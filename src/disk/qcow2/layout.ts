@@ -44,6 +44,8 @@ export interface Qcow2Layout {
   /** L1 indexes that get an L2 table, ascending; table i sits at l2Offset + i * clusterSize. */
   l2Indexes: number[];
   l2Offset: number;
+  /** End of the metadata; clusters from here to dataOffset (if any) are unused holes. */
+  metadataEnd: number;
   dataOffset: number;
   dataClusters: number;
   totalClusters: number;
@@ -65,11 +67,16 @@ function ceilDiv(a: number, b: number): number {
   return Math.floor((a + b - 1) / b);
 }
 
-/** Computes every offset of the image from its cluster runs. */
+/**
+ * Computes every offset of the image from its cluster runs. `fixedDataOffset` puts the data at a
+ * place chosen before the runs were known (see maxMetadataEnd): the metadata still starts at
+ * cluster 1 and the clusters between its end and the data stay unused (refcount 0, a file hole).
+ */
 export function computeLayout(
   runs: readonly ClusterRun[],
   virtualSize: number,
   clusterSize: number,
+  fixedDataOffset?: number,
 ): Qcow2Layout {
   const clusterBits = assertClusterSize(clusterSize);
   if (!Number.isSafeInteger(virtualSize) || virtualSize < 0) {
@@ -89,12 +96,13 @@ export function computeLayout(
     }
   }
   const fixed = 1 + l1Clusters + l2Indexes.length + dataClusters;
+  const gapFree = fixedDataOffset === undefined;
   // The refcount structures count themselves: iterate to the fixed point (converges in 2-3 steps).
   const refcountsPerBlock = (clusterSize * 8) >> REFCOUNT_ORDER;
   let blocks = 0;
   let tableClusters = 0;
   for (;;) {
-    const total = fixed + blocks + tableClusters;
+    const total = gapFree ? fixed + blocks + tableClusters : fixedDataOffset / clusterSize + dataClusters;
     const nextBlocks = ceilDiv(total, refcountsPerBlock);
     const nextTable = Math.max(1, ceilDiv(nextBlocks * 8, clusterSize));
     if (nextBlocks === blocks && nextTable === tableClusters) break;
@@ -105,8 +113,12 @@ export function computeLayout(
   const refcountBlocksOffset = refcountTableOffset + tableClusters * clusterSize;
   const l1Offset = refcountBlocksOffset + blocks * clusterSize;
   const l2Offset = l1Offset + l1Clusters * clusterSize;
-  const dataOffset = l2Offset + l2Indexes.length * clusterSize;
-  const totalClusters = fixed + blocks + tableClusters;
+  const metadataEnd = l2Offset + l2Indexes.length * clusterSize;
+  const dataOffset = fixedDataOffset ?? metadataEnd;
+  if (dataOffset < metadataEnd || dataOffset % clusterSize !== 0) {
+    throw new Error(`qcow2 layout: data offset ${dataOffset} inside the metadata (ends at ${metadataEnd})`);
+  }
+  const totalClusters = dataOffset / clusterSize + dataClusters;
   return {
     clusterSize,
     clusterBits,
@@ -121,6 +133,7 @@ export function computeLayout(
     l1Clusters,
     l2Indexes,
     l2Offset,
+    metadataEnd,
     dataOffset,
     dataClusters,
     totalClusters,
@@ -197,14 +210,29 @@ export function encodeRefcountTable(layout: Qcow2Layout): Buffer {
   return buf;
 }
 
-/** Refcount block `index`: 1 for every cluster of the file it covers, 0 past the end. */
+/** Refcount block `index`: 1 for every cluster of the file it covers, 0 in the gap and past the end. */
 export function encodeRefcountBlock(layout: Qcow2Layout, index: number): Buffer {
   const perBlock = (layout.clusterSize * 8) >> REFCOUNT_ORDER;
   const buf = Buffer.alloc(layout.clusterSize);
   const first = index * perBlock;
   const n = Math.min(perBlock, layout.totalClusters - first);
-  for (let i = 0; i < n; i++) buf.writeUInt16BE(1, i * 2);
+  const gapFrom = layout.metadataEnd / layout.clusterSize;
+  const gapTo = layout.dataOffset / layout.clusterSize;
+  for (let i = 0; i < n; i++) {
+    const c = first + i;
+    if (c < gapFrom || c >= gapTo) buf.writeUInt16BE(1, i * 2);
+  }
   return buf;
+}
+
+/**
+ * Where the metadata of an image of this size could end at most (every cluster allocated): data
+ * placed there can be written before the extent map is known.
+ */
+export function maxMetadataEnd(virtualSize: number, clusterSize: number): number {
+  const clusters = Math.ceil(virtualSize / clusterSize);
+  const runs: ClusterRun[] = clusters > 0 ? [{ start: 0, count: clusters, kind: 'data' }] : [];
+  return computeLayout(runs, virtualSize, clusterSize).metadataEnd;
 }
 
 /** The L1 table: each present L2 table, with the COPIED flag (refcount is exactly 1). */

@@ -1,0 +1,117 @@
+import { type FileHandle, open, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Disk } from '../disk.js';
+import { fsyncDirectory, ioError, tempPathBeside } from '../file-sink.js';
+import { PositionalWriter } from '../positional-writer.js';
+import { readAheadInOrder } from '../read-ahead.js';
+import type { ClusterRun } from './cluster-plan.js';
+import {
+  computeLayout,
+  encodeHeaderCluster,
+  encodeL1Table,
+  encodeL2Tables,
+  encodeRefcountBlock,
+  encodeRefcountTable,
+  maxMetadataEnd,
+  type Qcow2Layout,
+} from './layout.js';
+import { DEFAULT_CLUSTER_SIZE } from './writer.js';
+
+export interface ScanWriteOptions {
+  clusterSize?: number;
+  readAhead?: number;
+  chunkBytes?: number;
+  /** Bytes of the source scanned so far, out of its virtual size. */
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * qcow2 from a source whose only way to find data is to read it (a raw file: Node cannot ask for
+ * holes): ONE read pass instead of a scan and then a copy. Each chunk is read once; its non-zero
+ * clusters are appended at once after the largest metadata area the image could need, and the
+ * metadata, now known, is written in front at the end. The unused part of that area stays a hole
+ * (refcount 0). Needs a seekable local file, unlike Qcow2Writer which streams into any ByteSink.
+ */
+export async function writeQcow2ByScanning(
+  source: Disk,
+  path: string,
+  opts: ScanWriteOptions = {},
+): Promise<Qcow2Layout> {
+  const cs = opts.clusterSize ?? DEFAULT_CLUSTER_SIZE;
+  const size = source.virtualSize;
+  const dataOffset = Math.max(cs, Math.ceil(maxMetadataEnd(size, cs) / cs) * cs);
+  const chunk = Math.max(cs, Math.floor((opts.chunkBytes ?? 4 << 20) / cs) * cs);
+  const zeros = Buffer.alloc(cs);
+  const runs: ClusterRun[] = [];
+  const temp = tempPathBeside(path);
+  let fh: FileHandle | undefined;
+  let writer: PositionalWriter | undefined;
+  try {
+    fh = await open(temp, 'wx', 0o644);
+    const out = new PositionalWriter(fh);
+    writer = out;
+    let host = dataOffset;
+    const chunks = function* () {
+      for (let o = 0; o < size; o += chunk) yield o;
+    };
+    await readAheadInOrder(
+      chunks(),
+      (offset) => source.read(offset, Math.min(chunk, size - offset)),
+      async (offset, buf) => {
+        // Consecutive non-zero clusters become one slice; the slices go out in one writev.
+        const pieces: Buffer[] = [];
+        let pieceStart = -1;
+        let clusters = 0;
+        let padTail = 0;
+        const endPiece = (at: number) => {
+          if (pieceStart >= 0) pieces.push(buf.subarray(pieceStart, at));
+          pieceStart = -1;
+        };
+        for (let at = 0; at < buf.length; at += cs) {
+          const part = buf.subarray(at, Math.min(at + cs, buf.length));
+          if (part.equals(part.length === cs ? zeros : zeros.subarray(0, part.length))) {
+            endPiece(at);
+            continue;
+          }
+          if (pieceStart < 0) pieceStart = at;
+          addDataCluster(runs, (offset + at) / cs);
+          clusters++;
+          // The last cluster cut by the virtual size: the file still holds a whole cluster.
+          padTail = cs - part.length;
+        }
+        endPiece(buf.length);
+        if (padTail > 0) pieces.push(zeros.subarray(0, padTail));
+        if (clusters > 0) await out.write(pieces, host);
+        host += clusters * cs;
+        opts.onProgress?.(offset + buf.length, size);
+      },
+      opts.readAhead ?? 8,
+      opts.signal,
+    );
+    const layout = computeLayout(runs, size, cs, dataOffset);
+    if (layout.fileSize !== host)
+      throw new Error(`qcow2 scan writer: data ended at ${host}, expected ${layout.fileSize}`);
+    const meta = [encodeHeaderCluster(layout), encodeRefcountTable(layout)];
+    for (let i = 0; i < layout.refcountBlockCount; i++) meta.push(encodeRefcountBlock(layout, i));
+    meta.push(encodeL1Table(layout), ...encodeL2Tables(layout, runs));
+    await out.write(meta, 0);
+    await out.finish();
+    await fh.close();
+    fh = undefined;
+    await rename(temp, path);
+    await fsyncDirectory(dirname(path));
+    return layout;
+  } catch (err) {
+    await writer?.settle();
+    await fh?.close().catch(() => {});
+    await rm(temp, { force: true });
+    throw ioError(path, 'writing qcow2 image', err);
+  }
+}
+
+function addDataCluster(runs: ClusterRun[], cluster: number): void {
+  const last = runs[runs.length - 1];
+  if (last && last.start + last.count === cluster) last.count++;
+  else runs.push({ start: cluster, count: 1, kind: 'data' });
+}
