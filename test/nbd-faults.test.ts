@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { NbdClient, NbdError, readAllocationExtents } from '../src/nbd/index.js';
+import { NbdClient, NbdError, readAllocationExtents, readIncrementalExtents } from '../src/nbd/index.js';
 import {
   NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
@@ -355,6 +355,59 @@ describe('NbdClient against a misbehaving server', () => {
     assert.equal(extents.length, 16);
     assert.deepEqual(extents[0], { offset: 0, length: 4096, kind: 'data' });
     assert.deepEqual(extents[15], { offset: 15 * 4096, length: 4096, kind: 'zero' });
+    await c.close();
+  });
+
+  test('two contexts described at different lengths by the same replies: each is covered once', async () => {
+    let requests = 0;
+    const c = await connect(
+      {
+        option: (s, option) => {
+          if (option !== NBD_OPT_SET_META_CONTEXT) return false;
+          for (const [id, name] of [
+            [1, 'base:allocation'],
+            [2, 'qemu:dirty-bitmap:b'],
+          ] as const) {
+            const ctx = Buffer.alloc(4);
+            ctx.writeUInt32BE(id, 0);
+            optReply(s, option, NBD_REP_META_CONTEXT, Buffer.concat([ctx, Buffer.from(name)]));
+          }
+          optReply(s, option, NBD_REP_ACK);
+          return true;
+        },
+        request: (s, req) => {
+          if (req.type !== NBD_CMD_BLOCK_STATUS) return false;
+          requests++;
+          // base:allocation: 4 KiB at a time, data and hole+zero alternating.
+          const alloc = blockStatusReply(req, [[4096, (req.offset / 4096) % 2 === 0 ? 0 : 3]]);
+          alloc.writeUInt16BE(0, 4); // not the last chunk
+          // the bitmap: 16 KiB at a time from 16 KiB boundaries, dirty and clean alternating.
+          const bitmapLength = 16384 - (req.offset % 16384);
+          const bitmap = blockStatusReply(req, [
+            [bitmapLength, Math.floor(req.offset / 16384) % 2 === 0 ? 1 : 0],
+          ]);
+          bitmap.writeUInt32BE(2, 20);
+          s.write(Buffer.concat([alloc, bitmap]));
+          return true;
+        },
+      },
+      { metaContexts: ['base:allocation', 'qemu:dirty-bitmap:b'] },
+    );
+    const extents = await readIncrementalExtents(c, 'b', 0, 65536);
+    assert.equal(requests, 16);
+    const K4 = 4096;
+    assert.deepEqual(extents, [
+      { offset: 0, length: K4, kind: 'data' },
+      { offset: K4, length: K4, kind: 'zero' },
+      { offset: 2 * K4, length: K4, kind: 'data' },
+      { offset: 3 * K4, length: K4, kind: 'zero' },
+      { offset: 4 * K4, length: 4 * K4, kind: 'unallocated' },
+      { offset: 8 * K4, length: K4, kind: 'data' },
+      { offset: 9 * K4, length: K4, kind: 'zero' },
+      { offset: 10 * K4, length: K4, kind: 'data' },
+      { offset: 11 * K4, length: K4, kind: 'zero' },
+      { offset: 12 * K4, length: 4 * K4, kind: 'unallocated' },
+    ]);
     await c.close();
   });
 

@@ -35,40 +35,54 @@ function requireContext(client: NbdClient, context: string): void {
   }
 }
 
+/**
+ * Block status of several contexts over [offset, end). Every reply describes all selected contexts,
+ * each possibly over a different length; each context keeps its own cursor and the next request
+ * starts at the one furthest behind, so no range is asked for twice.
+ */
 async function readWindow(
   client: NbdClient,
-  context: string,
+  contexts: readonly string[],
   offset: number,
   end: number,
-): Promise<StatusRange[]> {
-  const out: StatusRange[] = [];
-  let at = offset;
-  while (at < end) {
-    const descriptors = (await client.blockStatus(at, end - at)).get(context);
-    if (!descriptors || descriptors.length === 0) {
-      throw new NbdError('NBD_PROTOCOL', `block status reply at ${at} has no descriptors for '${context}'`);
-    }
-    for (const d of descriptors) {
-      // Servers must not describe past the request; if one does, the excess is simply not used.
-      const n = Math.min(d.length, end - at);
-      if (n <= 0) break;
-      const last = out[out.length - 1];
-      if (last && last.flags === d.flags && last.offset + last.length === at) last.length += n;
-      else out.push({ offset: at, length: n, flags: d.flags });
-      at += n;
-    }
+): Promise<StatusRange[][]> {
+  const out: StatusRange[][] = contexts.map(() => []);
+  const cursors = contexts.map(() => offset);
+  for (;;) {
+    const at = Math.min(...cursors);
+    if (at >= end) return out;
+    const reply = await client.blockStatus(at, end - at);
+    contexts.forEach((context, i) => {
+      if (cursors[i] !== at) return; // this context is already known further on
+      const descriptors = reply.get(context);
+      if (!descriptors || descriptors.length === 0) {
+        throw new NbdError('NBD_PROTOCOL', `block status reply at ${at} has no descriptors for '${context}'`);
+      }
+      const ranges = out[i];
+      for (const d of descriptors) {
+        // Servers must not describe past the request; if one does, the excess is simply not used.
+        const n = Math.min(d.length, end - cursors[i]);
+        if (n <= 0) break;
+        const last = ranges[ranges.length - 1];
+        if (last && last.flags === d.flags && last.offset + last.length === cursors[i]) last.length += n;
+        else ranges.push({ offset: cursors[i], length: n, flags: d.flags });
+        cursors[i] += n;
+      }
+    });
   }
-  return out;
 }
 
-/** Raw block status of one context over [offset, offset+length), looping until it is all covered. */
-export async function readStatusRanges(
+/**
+ * Raw block status of several contexts over [offset, offset+length) from the same requests, looping
+ * until every context covers the range; one list per context, in the order asked.
+ */
+export async function readStatusRangesOf(
   client: NbdClient,
-  context: string,
+  contexts: readonly string[],
   offset = 0,
   length = client.size - offset,
-): Promise<StatusRange[]> {
-  requireContext(client, context);
+): Promise<StatusRange[][]> {
+  for (const context of contexts) requireContext(client, context);
   if (offset < 0 || length < 0 || offset + length > client.size) {
     throw new NbdError(
       'NBD_RANGE',
@@ -76,11 +90,24 @@ export async function readStatusRanges(
     );
   }
   const end = offset + length;
-  const windows: Promise<StatusRange[]>[] = [];
-  for (let at = offset; at < end; at = Math.min(end, Math.floor(at / WINDOW) * WINDOW + WINDOW)) {
-    windows.push(readWindow(client, context, at, Math.min(end, Math.floor(at / WINDOW) * WINDOW + WINDOW)));
+  const windows: Promise<StatusRange[][]>[] = [];
+  for (let at = offset; at < end; ) {
+    const next = Math.min(end, Math.floor(at / WINDOW) * WINDOW + WINDOW);
+    windows.push(readWindow(client, contexts, at, next));
+    at = next;
   }
-  return (await Promise.all(windows)).flat();
+  const perWindow = await Promise.all(windows);
+  return contexts.map((_, i) => perWindow.flatMap((w) => w[i]));
+}
+
+/** Raw block status of one context over [offset, offset+length), looping until it is all covered. */
+export async function readStatusRanges(
+  client: NbdClient,
+  context: string,
+  offset?: number,
+  length?: number,
+): Promise<StatusRange[]> {
+  return (await readStatusRangesOf(client, [context], offset, length))[0];
 }
 
 function kindMapper(context: string): (flags: number) => ExtentKind {
@@ -171,9 +198,18 @@ export async function readIncrementalExtents(
   offset?: number,
   length?: number,
 ): Promise<Extent[]> {
-  const [dirty, allocation] = await Promise.all([
-    readDirtyExtents(client, bitmapName, offset, length),
-    readAllocationExtents(client, offset, length),
-  ]);
-  return intersectDirtyWithAllocation(dirty, allocation);
+  const dirtyContext = dirtyBitmapContext(bitmapName);
+  const [dirty, allocation] = await readStatusRangesOf(
+    client,
+    [dirtyContext, BASE_ALLOCATION],
+    offset,
+    length,
+  );
+  const toExtents = (ranges: StatusRange[], context: string) => {
+    const kindOf = kindMapper(context);
+    return coalesceExtents(
+      ranges.map((r) => ({ offset: r.offset, length: r.length, kind: kindOf(r.flags) })),
+    );
+  };
+  return intersectDirtyWithAllocation(toExtents(dirty, dirtyContext), toExtents(allocation, BASE_ALLOCATION));
 }

@@ -16,6 +16,7 @@ export {
   readExtents,
   readIncrementalExtents,
   readStatusRanges,
+  readStatusRangesOf,
   type StatusRange,
 } from './extents.js';
 export type { BlockSizeConstraints, ExportListing } from './handshake.js';
