@@ -6,14 +6,13 @@ import {
   type NegotiatedExport,
   negotiate,
 } from './handshake.js';
+import { RequestPipeline } from './pipeline.js';
 import {
   BASE_ALLOCATION,
   DEFAULT_MIN_BLOCK_SIZE,
   DEFAULT_PREFERRED_BLOCK_SIZE,
-  encodeRequestHeader,
   MAX_SAFE_PAYLOAD,
   NBD_CMD_BLOCK_STATUS,
-  NBD_CMD_DISC,
   NBD_CMD_FLAG_FAST_ZERO,
   NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE,
@@ -22,7 +21,6 @@ import {
   NBD_CMD_TRIM,
   NBD_CMD_WRITE,
   NBD_CMD_WRITE_ZEROES,
-  NBD_ESHUTDOWN,
   NBD_FLAG_CAN_MULTI_CONN,
   NBD_FLAG_READ_ONLY,
   NBD_FLAG_SEND_FAST_ZERO,
@@ -31,7 +29,7 @@ import {
   NBD_FLAG_SEND_TRIM,
   NBD_FLAG_SEND_WRITE_ZEROES,
 } from './protocol.js';
-import { type BlockDescriptor, type InFlightRequest, ReplyParser } from './replies.js';
+import type { BlockDescriptor } from './replies.js';
 import { describeEndpoint, type NbdEndpoint, Transport } from './transport.js';
 import { type NbdTarget, parseNbdUri } from './uri.js';
 
@@ -68,14 +66,6 @@ const DEFAULT_MAX_IN_FLIGHT = 16;
 const DEFAULT_MAX_REQUEST = 2 << 20;
 /** Commands without payload (zeroes, trim, block status) may describe far more than a read. */
 const MAX_EFFECT_LENGTH = 1 << 30;
-/** Payload left to receive from which the socket reads straight into the destination. */
-const DIRECT_READ_MINIMUM = 64 * 1024;
-
-interface Pending extends InFlightRequest {
-  resolve: () => void;
-  reject: (err: Error) => void;
-}
-
 function toTarget(input: NbdTargetInput, exportName: string | undefined): NbdTarget {
   if (typeof input === 'string') return parseNbdUri(input);
   if ('endpoint' in input) return input;
@@ -112,23 +102,9 @@ export class NbdClient {
   readonly maxInFlight: number;
 
   private readonly contextNames = new Map<number, string>();
-  private readonly pending = new Map<number, Pending>();
-  private readonly parser: ReplyParser;
-  private nextHandle = 1;
-  private freeSlots: number;
-  private slotWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  private idleWaiters: (() => void)[] = [];
-  private failure: Error | undefined;
-  private closing: Promise<void> | undefined;
-  private corked = false;
-  private serverShuttingDown = false;
-  private closeRequested = false;
+  private readonly pipeline: RequestPipeline;
 
-  private constructor(
-    private readonly transport: Transport,
-    negotiated: NegotiatedExport,
-    options: NbdClientOptions,
-  ) {
+  private constructor(transport: Transport, negotiated: NegotiatedExport, options: NbdClientOptions) {
     this.size = negotiated.size;
     this.exportName = negotiated.exportName;
     this.transmissionFlags = negotiated.transmissionFlags;
@@ -143,19 +119,7 @@ export class NbdClient {
     const unit = wanted >= preferred ? preferred : minimum;
     this.requestSize = Math.max(minimum, Math.floor(wanted / unit) * unit);
     this.maxInFlight = Math.max(1, options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
-    this.freeSlots = this.maxInFlight;
-    this.parser = new ReplyParser(
-      transport.queue,
-      this.structuredReplies,
-      (handle) => this.pending.get(handle),
-      (req, err) => this.onReply(req as Pending, err),
-    );
-    transport.setReceiver(() => this.parser.pump());
-    transport.setDirectReads({
-      target: () => this.parser.directTarget(DIRECT_READ_MINIMUM),
-      filled: (n) => this.parser.directFilled(n),
-    });
-    transport.onClose((cause) => this.onConnectionLost(cause));
+    this.pipeline = new RequestPipeline(transport, this.structuredReplies, this.maxInFlight);
   }
 
   /** Connects (URI, target or endpoint) and runs the handshake. */
@@ -226,7 +190,7 @@ export class NbdClient {
 
   /** Requests sent and not answered yet. */
   get inFlight(): number {
-    return this.pending.size;
+    return this.pipeline.inFlight;
   }
 
   /** Reads exactly `length` bytes at `offset`, as many requests in flight as allowed. */
@@ -261,7 +225,11 @@ export class NbdClient {
     const flags = this.fuaFlag(options);
     const parts: Promise<void>[] = [];
     for (const [at, n] of this.pieces(offset, offset + data.length, this.requestSize)) {
-      parts.push(this.submit(NBD_CMD_WRITE, flags, at, n, data.subarray(at - offset, at - offset + n)));
+      parts.push(
+        this.pipeline.submit(NBD_CMD_WRITE, flags, at, n, {
+          payload: data.subarray(at - offset, at - offset + n),
+        }),
+      );
     }
     await Promise.all(parts);
   }
@@ -289,7 +257,7 @@ export class NbdClient {
   /** Makes completed writes durable. A server without a write cache (no SEND_FLUSH) needs nothing. */
   async flush(): Promise<void> {
     if (!this.canFlush) return;
-    await this.submit(NBD_CMD_FLUSH, 0, 0, 0);
+    await this.pipeline.submit(NBD_CMD_FLUSH, 0, 0, 0);
   }
 
   /**
@@ -306,7 +274,7 @@ export class NbdClient {
     }
     const n = Math.min(length, MAX_EFFECT_LENGTH);
     const byId = new Map<number, BlockDescriptor[]>();
-    await this.submit(NBD_CMD_BLOCK_STATUS, 0, offset, n, undefined, undefined, byId);
+    await this.pipeline.submit(NBD_CMD_BLOCK_STATUS, 0, offset, n, { blockStatus: byId });
     const out = new Map<string, BlockDescriptor[]>();
     for (const [id, descriptors] of byId) {
       const name = this.contextNames.get(id);
@@ -320,35 +288,12 @@ export class NbdClient {
    * with NBD_CLOSED), sends NBD_CMD_DISC and closes the connection.
    */
   close(timeoutMs = 30_000): Promise<void> {
-    this.closing ??= (async () => {
-      this.closeRequested = true;
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          this.transport.destroy(
-            new NbdError(
-              'NBD_CLOSED',
-              `NBD client closed with requests still in flight after ${timeoutMs} ms`,
-            ),
-          );
-          resolve();
-        }, timeoutMs);
-      });
-      await Promise.race([this.whenIdle(), timedOut]);
-      clearTimeout(timer);
-      if (!this.transport.closed) {
-        this.transport.write(encodeRequestHeader(0, NBD_CMD_DISC, 0, 0, 0));
-        this.failure ??= new NbdError('NBD_CLOSED', 'NBD client is closed');
-        await this.transport.end();
-      }
-      this.failure ??= new NbdError('NBD_CLOSED', 'NBD client is closed');
-    })();
-    return this.closing;
+    return this.pipeline.close(timeoutMs);
   }
 
   /** Drops the connection at once; everything pending rejects with NBD_CLOSED. */
   destroy(): void {
-    this.transport.destroy(new NbdError('NBD_CLOSED', 'NBD client destroyed'));
+    this.pipeline.destroy();
   }
 
   private alignedSpan(offset: number, length: number): [number, number] {
@@ -359,7 +304,9 @@ export class NbdClient {
   private async readSpan(start: number, buf: Buffer): Promise<void> {
     const parts: Promise<void>[] = [];
     for (const [at, n] of this.pieces(start, start + buf.length, this.requestSize)) {
-      parts.push(this.submit(NBD_CMD_READ, 0, at, n, undefined, buf.subarray(at - start, at - start + n)));
+      parts.push(
+        this.pipeline.submit(NBD_CMD_READ, 0, at, n, { dest: buf.subarray(at - start, at - start + n) }),
+      );
     }
     await Promise.all(parts);
   }
@@ -379,7 +326,7 @@ export class NbdClient {
     const parts: Promise<void>[] = [];
     const unit = Math.floor(MAX_EFFECT_LENGTH / this.blockSize.minimum) * this.blockSize.minimum;
     for (const [at, n] of this.pieces(offset, offset + length, unit))
-      parts.push(this.submit(command, flags, at, n));
+      parts.push(this.pipeline.submit(command, flags, at, n));
     await Promise.all(parts);
   }
 
@@ -411,115 +358,6 @@ export class NbdClient {
         'NBD_RANGE',
         `${what} [${offset}, +${length}) not aligned to the minimum block size ${min}`,
       );
-    }
-  }
-
-  private deadError(): Error {
-    const f = this.failure!;
-    if (f instanceof NbdError && f.code === 'NBD_CLOSED') return f;
-    return new NbdError('NBD_DISCONNECTED', `NBD connection is gone: ${f.message}`, { cause: f });
-  }
-
-  private acquireSlot(): Promise<void> | undefined {
-    if (this.freeSlots > 0) {
-      this.freeSlots--;
-      return undefined;
-    }
-    return new Promise((resolve, reject) => this.slotWaiters.push({ resolve, reject }));
-  }
-
-  private releaseSlot(): void {
-    const next = this.slotWaiters.shift();
-    if (next) next.resolve();
-    else this.freeSlots++;
-  }
-
-  private async submit(
-    command: number,
-    flags: number,
-    offset: number,
-    length: number,
-    payload?: Buffer,
-    dest?: Buffer,
-    blockStatus?: Map<number, BlockDescriptor[]>,
-  ): Promise<void> {
-    if (this.serverShuttingDown) {
-      throw new NbdError('NBD_SERVER_ERROR', 'server is shutting down (ESHUTDOWN)', {
-        details: { errno: NBD_ESHUTDOWN, errnoName: 'ESHUTDOWN' },
-      });
-    }
-    if (this.failure) throw this.deadError();
-    if (this.closeRequested) throw new NbdError('NBD_CLOSED', 'NBD client is closing');
-    const wait = this.acquireSlot();
-    if (wait) await wait;
-    if (this.failure) {
-      this.releaseSlot();
-      throw this.deadError();
-    }
-    const handle = this.nextHandle++;
-    return new Promise<void>((resolve, reject) => {
-      const req: Pending = {
-        handle,
-        command,
-        offset,
-        length,
-        dest,
-        covered: 0,
-        blockStatus,
-        resolve,
-        reject,
-      };
-      this.pending.set(handle, req);
-      this.corkForThisTick();
-      this.transport.write(encodeRequestHeader(flags, command, handle, offset, length));
-      if (payload) this.transport.write(payload);
-    });
-  }
-
-  /** Requests issued in the same tick leave in one write. */
-  private corkForThisTick(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.transport.cork();
-    process.nextTick(() => {
-      this.corked = false;
-      this.transport.uncork();
-    });
-  }
-
-  private onReply(req: Pending, err?: NbdError): void {
-    this.pending.delete(req.handle);
-    this.releaseSlot();
-    if (err) {
-      // The spec asks a client that sees ESHUTDOWN to disconnect softly once its requests are done.
-      if (err.details?.errno === NBD_ESHUTDOWN) {
-        this.serverShuttingDown = true;
-        void this.close().catch(() => {});
-      }
-      req.reject(err);
-    } else {
-      req.resolve();
-    }
-    this.checkIdle();
-  }
-
-  private onConnectionLost(cause: Error): void {
-    this.failure ??= cause;
-    const err = this.failure;
-    for (const req of this.pending.values()) req.reject(err);
-    this.pending.clear();
-    for (const w of this.slotWaiters.splice(0)) w.reject(this.deadError());
-    this.checkIdle();
-  }
-
-  private whenIdle(): Promise<void> {
-    if (this.pending.size === 0 && this.slotWaiters.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
-  }
-
-  private checkIdle(): void {
-    if (this.pending.size === 0 && this.slotWaiters.length === 0) {
-      for (const w of this.idleWaiters.splice(0)) w();
     }
   }
 }
