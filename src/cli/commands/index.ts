@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 import { registerAdminCommands } from './admin.js';
 import { registerImageConvertCommands } from './image-convert.js';
 import { registerImageInspectCommands } from './image-inspect.js';
+import { registerRestoreCommands } from './restore.js';
 import { registerTargetCommands } from './target.js';
+import { registerVmRestoreCommand } from './vm-restore.js';
 
 /** One line per command group; each group lives in its own file beside this one. */
 export function registerCommands(program: Command): void {
@@ -11,4 +13,10 @@ export function registerCommands(program: Command): void {
   registerImageConvertCommands(image);
   registerTargetCommands(program);
   registerAdminCommands(program);
+  registerRestoreCommands(program);
+  // `vm` is shared (vm backup, vm restore): whoever registers first creates the group.
+  const vm =
+    program.commands.find((c) => c.name() === 'vm') ??
+    program.command('vm').description('back up and restore libvirt domains on this host');
+  registerVmRestoreCommand(vm);
 }
