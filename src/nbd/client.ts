@@ -66,6 +66,7 @@ const DEFAULT_MAX_IN_FLIGHT = 16;
 const DEFAULT_MAX_REQUEST = 2 << 20;
 /** Commands without payload (zeroes, trim, block status) may describe far more than a read. */
 const MAX_EFFECT_LENGTH = 1 << 30;
+
 function toTarget(input: NbdTargetInput, exportName: string | undefined): NbdTarget {
   if (typeof input === 'string') return parseNbdUri(input);
   if ('endpoint' in input) return input;
