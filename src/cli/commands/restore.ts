@@ -150,6 +150,9 @@ interface FromTargetFlags extends S3Flags {
 }
 
 export function registerRestoreCommands(program: Command): Command {
+  // commander stops at a subcommand name only when every ancestor parses positionally too. The
+  // program has no options of its own (only --help), so this changes nothing for other commands.
+  program.enablePositionalOptions();
   const restore = withS3Flags(
     program
       .command('restore')
