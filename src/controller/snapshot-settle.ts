@@ -1,0 +1,213 @@
+import { appendJobMessage, getJob, setJobProgress, setJobStatus } from '../catalog/jobs.js';
+import {
+  addSnapshotDisk,
+  addSnapshotDiskWarning,
+  addSnapshotWarning,
+  getSnapshot,
+  listSnapshotVms,
+  setSnapshotProgress,
+  setSnapshotStatus,
+  updateSnapshotDisk,
+} from '../catalog/snapshots.js';
+import { listTasks, type Task } from '../catalog/tasks.js';
+import { getWorkload, unlockWorkload } from '../catalog/workloads.js';
+import { snapshotKey, snapshotPrefix, vmFileKey } from '../target/layout.js';
+import type { SnapshotMeta, VmMeta } from '../target/metadata/schemas.js';
+import { writeMetadata } from '../target/metadata-io.js';
+import type { ControllerContext } from './context.js';
+import { isCatalogTransitionError } from './settle-util.js';
+
+const LIVE = new Set(['queued', 'running']);
+
+/** Sums the tasks' progress into the job's (and the snapshot's): bytes done / bytes in all. */
+export async function refreshJobProgress(ctx: ControllerContext, jobId: string, tasks?: Task[]) {
+  const all = tasks ?? (await listTasks(ctx.db, jobId));
+  const done = all.reduce((n, t) => n + Number(t.progress_done), 0);
+  const total = all.reduce((n, t) => n + Number(t.progress_total), 0);
+  await setJobProgress(ctx.db, jobId, done, total);
+  return { done, total };
+}
+
+/**
+ * Brings a snapshot to its end once every task of its job has ended: called from the task hooks
+ * (a task succeeded, failed, was cancelled, or was reaped after its datamover went silent), when the
+ * job finishes, and after a cancel. The job's own status is the task plumbing's business
+ * (job-settlement.ts); this decides what becomes of the snapshot:
+ * - every task succeeded and nobody cancelled: snapshot.json is written (the commit), the catalog
+ *   records every VM and disk from the vm.json files, the snapshot is available;
+ * - otherwise the unfinished folder is removed from the target, so nothing half-written is ever
+ *   visible, and the snapshot ends failed with the reason.
+ * Either way the workload is unlocked and its target lease released. Safe to call twice: the
+ * snapshot's conditional status change lets one caller through.
+ */
+export async function settleSnapshotJob(ctx: ControllerContext, jobId: string): Promise<void> {
+  const job = await getJob(ctx.db, jobId);
+  if (job.resource_type !== 'workload' || !job.resource_id) return;
+  const snap = (
+    await ctx.db.selectFrom('snapshots').select('id').where('job_id', '=', jobId).executeTakeFirst()
+  )?.id;
+  if (!snap) return;
+  const tasks = await listTasks(ctx.db, jobId);
+  const { done, total } = await refreshJobProgress(ctx, jobId, tasks);
+  await setSnapshotProgress(ctx.db, snap, done, total);
+  if (tasks.some((t) => LIVE.has(t.status))) return;
+  const snapshot = await getSnapshot(ctx.db, snap);
+  if (snapshot.status !== 'creating') return;
+  const w = await getWorkload(ctx.db, job.resource_id);
+  const bad = tasks.filter((t) => t.status === 'failed' || t.status === 'cancelled');
+  const stopped = ['cancelling', 'cancelled', 'failed'].includes(job.status);
+  try {
+    if (bad.length === 0 && !stopped && tasks.length > 0) {
+      await commitSnapshot(ctx, snapshot.id, w.id, w.target_id!);
+      await appendJobMessage(ctx.db, jobId, 'info', `snapshot ${snapshot.id} committed`);
+    } else {
+      const failed = bad.find((t) => t.status === 'failed');
+      const reason = failed
+        ? reasonOf(failed)
+        : job.status === 'failed' && job.error
+          ? job.error
+          : job.status === 'cancelling' || job.status === 'cancelled'
+            ? 'cancelled'
+            : reasonOf(bad[0]);
+      await abandonSnapshot(ctx, snapshot.id, w.id, w.target_id, reason);
+      await finishJob(ctx, jobId, failed || !stopped ? 'failed' : 'cancelled', reason);
+    }
+  } catch (err) {
+    if (isCatalogTransitionError(err)) return; // another caller settled it first
+    const reason = `commit failed: ${(err as Error).message}`;
+    await abandonSnapshot(ctx, snapshot.id, w.id, w.target_id, reason).catch(() => undefined);
+    await finishJob(ctx, jobId, 'failed', reason);
+  } finally {
+    await unlockWorkload(ctx.db, w.id, jobId);
+    if (w.target_id) await ctx.targets.releaseLease(w.target_id, w.id);
+  }
+}
+
+function reasonOf(t: Task | undefined): string {
+  if (!t) return 'no task ran';
+  const host = t.host_id ? ` on host ${t.host_id}` : '';
+  return t.status === 'cancelled'
+    ? `task ${t.id}${host} was cancelled`
+    : `task ${t.id}${host}: ${t.error ?? 'failed'}`;
+}
+
+async function finishJob(ctx: ControllerContext, jobId: string, to: 'failed' | 'cancelled', reason: string) {
+  const job = await getJob(ctx.db, jobId);
+  if (job.status === 'cancelled' || job.status === 'failed' || job.status === 'succeeded') return;
+  // Only reached when the plumbing has not ended the job yet (a commit that failed, a job no task
+  // of which ever ran): the job must not end succeeded without its snapshot.
+  const next = to === 'cancelled' && job.status === 'running' ? 'cancelling' : to;
+  await appendJobMessage(ctx.db, jobId, 'error', reason);
+  await setJobStatus(ctx.db, jobId, next, { error: reason }).catch((err) => {
+    if (!isCatalogTransitionError(err)) throw err;
+  });
+}
+
+/** Removes the snapshot's folder from the target (under the lease) and marks it failed. */
+async function abandonSnapshot(
+  ctx: ControllerContext,
+  snapshotId: string,
+  workloadId: string,
+  targetId: string | null,
+  reason: string,
+) {
+  await setSnapshotStatus(ctx.db, snapshotId, 'failed', { error: reason });
+  if (!targetId) return;
+  const target = await ctx.targets.target(targetId);
+  await ctx.targets.withLease(targetId, workloadId, async () => {
+    // Never remove a committed snapshot: only an unfinished folder is ours to clean.
+    if (await target.backend.stat(snapshotKey(workloadId, snapshotId))) return;
+    await target.backend.deletePrefix(snapshotPrefix(workloadId, snapshotId));
+  });
+}
+
+/** Writes snapshot.json from the VMs' vm.json files and records the VMs and disks in the catalog. */
+async function commitSnapshot(
+  ctx: ControllerContext,
+  snapshotId: string,
+  workloadId: string,
+  targetId: string,
+) {
+  const snapshot = await getSnapshot(ctx.db, snapshotId);
+  const target = await ctx.targets.target(targetId);
+  const vmsInCatalog = await listSnapshotVms(ctx.db, snapshotId);
+  const metas: VmMeta[] = [];
+  for (const v of vmsInCatalog) {
+    const meta = await target.readVm(workloadId, snapshotId, v.domain_uuid);
+    if (!meta) throw new Error(`VM ${v.name}: vm.json is missing on the target`);
+    metas.push(meta);
+  }
+  const warnings: SnapshotMeta['warnings'] = [];
+  const sizes = { virtualBytes: 0, allocatedBytes: 0, storedBytes: 0 };
+  for (const m of metas) {
+    for (const d of m.disks) {
+      sizes.virtualBytes += d.virtualSize;
+      sizes.allocatedBytes += d.allocatedBytes;
+      sizes.storedBytes += d.storedBytes;
+      if (d.fallbackWarning)
+        warnings.push({ code: 'FALLBACK_FULL', message: d.fallbackWarning, vmId: m.id, disk: d.name });
+    }
+  }
+  const lease = await ctx.targets.acquireLease(targetId, workloadId);
+  await lease.assertHeld();
+  await writeMetadata(target.backend, 'snapshot', snapshotKey(workloadId, snapshotId), {
+    id: snapshotId,
+    workloadId,
+    type: snapshot.type,
+    parentSnapshotId: snapshot.parent_id,
+    startedAt: snapshot.started_at ?? snapshot.created_at,
+    finishedAt: new Date().toISOString(),
+    status: warnings.length > 0 ? 'warnings' : 'ok',
+    sizes,
+    vms: metas.map((m) => ({
+      id: m.id,
+      name: m.name,
+      disks: m.disks.map((d) => d.name),
+      storedBytes: m.disks.reduce((n, d) => n + d.storedBytes, 0),
+    })),
+    warnings,
+  });
+  for (const [i, v] of vmsInCatalog.entries()) await recordVmFromMeta(ctx, v.id, metas[i]);
+  for (const w of warnings) await addSnapshotWarning(ctx.db, snapshotId, `${w.vmId}/${w.disk}: ${w.message}`);
+  await setSnapshotStatus(ctx.db, snapshotId, 'available', {
+    sizeBytes: sizes.virtualBytes,
+    storedBytes: sizes.storedBytes,
+  });
+}
+
+/** What the catalog keeps of a VM's definition: enough to plan a restore without reading the target. */
+export function definitionOf(meta: VmMeta): Record<string, unknown> {
+  return {
+    vm_id: meta.id,
+    uuid: meta.uuid,
+    memory_bytes: meta.memoryBytes,
+    vcpus: meta.vcpus,
+    nics: meta.nics,
+    networks: meta.networks,
+    disks: meta.disks.map((d) => ({ name: d.name, target_dev: d.targetDev, virtual_size: d.virtualSize })),
+  };
+}
+
+export async function recordVmFromMeta(
+  ctx: ControllerContext,
+  snapshotVmId: string,
+  meta: VmMeta,
+): Promise<void> {
+  await ctx.db
+    .updateTable('snapshot_vms')
+    .set({ definition: JSON.stringify(definitionOf(meta)) })
+    .where('id', '=', snapshotVmId)
+    .execute();
+  for (const d of meta.disks) {
+    const disk = await addSnapshotDisk(ctx.db, {
+      snapshotVmId,
+      targetDev: d.targetDev,
+      type: d.mode,
+      targetPath: vmFileKey(meta.workloadId, meta.snapshotId, meta.id, d.image),
+      virtualSize: d.virtualSize,
+      checkpointName: d.checkpointName,
+    });
+    await updateSnapshotDisk(ctx.db, disk.id, { status: 'available', storedBytes: d.storedBytes });
+    if (d.fallbackWarning) await addSnapshotDiskWarning(ctx.db, disk.id, d.fallbackWarning);
+  }
+}
