@@ -30,6 +30,8 @@ export interface ControllerContext {
   defaultStorageDir: string;
   /** How long the catalog lock of a workload lasts without renewal (default 6 h). */
   lockLeaseMs?: number;
+  /** Tells waiting datamovers that new tasks are queued (the task plumbing's wakeup). */
+  wake?: (jobId: string) => void;
 }
 
 export const DEFAULT_LOCK_LEASE_MS = 6 * 3600_000;

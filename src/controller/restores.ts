@@ -166,6 +166,7 @@ export async function startRestore(
       maxAttempts: 1,
     });
   }
+  ctx.wake?.(job.id);
   const count = plan.vms.filter((v) => v.include).length;
   await appendJobMessage(
     ctx.db,

@@ -140,6 +140,7 @@ export async function startSnapshot(
       maxAttempts: 1,
     });
   }
+  ctx.wake?.(job.id);
   await appendJobMessage(ctx.db, job.id, 'info', `${type} snapshot of ${vms.length} VM(s): ${reason}`);
   await recordAudit(ctx.db, actor, {
     action: 'snapshot.create',
