@@ -1,3 +1,4 @@
+import { CONTROLLER_HTTP_STATUS } from '../controller/errors.js';
 import { LifeboatError } from '../errors.js';
 
 /** Stable codes the API answers with, beside those of the layers below (CATALOG_NOT_FOUND...). */
@@ -41,6 +42,13 @@ const STATUS_BY_CODE: Record<string, number> = {
   CATALOG_LEASE_LOST: 409,
   CATALOG_URL_INVALID: 400,
   CATALOG_INVALID_NAME: 400,
+  CLOUD_HOST_OFFLINE: 409,
+  CLOUD_INVENTORY_FAILED: 502,
+  CLOUD_INVENTORY_TIMEOUT: 504,
+  DISPATCH_WAIT_TIMEOUT: 504,
+  DISPATCH_JOB_FAILED: 502,
+  DISPATCH_CLOSED: 503,
+  ...CONTROLLER_HTTP_STATUS,
 };
 
 export function httpStatusOf(code: string): number {

@@ -4,6 +4,12 @@ import { type AuthContext, authenticate } from './auth.js';
 import { ApiError } from './errors.js';
 import type { ApiServices } from './services.js';
 
+/**
+ * What a handler returns to answer 204 No Content on a route whose usual answer has a body (a long
+ * poll that found nothing to hand out).
+ */
+export const NO_CONTENT: unique symbol = Symbol('no content');
+
 /** Who may call a route: anyone, any authenticated user, or admins only. */
 export type RouteAccess = 'public' | 'user' | 'admin';
 
@@ -94,8 +100,8 @@ export class ApiRouter {
           request,
           reply,
         } as RouteCall<z.output<P>, z.output<Q>, z.output<B>>);
+        if (status === 204 || result === NO_CONTENT) return reply.code(204).send();
         reply.code(status);
-        if (status === 204) return reply.send();
         return result;
       },
     });

@@ -4,13 +4,19 @@ import { type ErrorBody, httpStatusOf } from './errors.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { ApiRouter } from './router.js';
 import { registerAuditRoutes } from './routes/audit.js';
+import { registerDatamoverRoutes } from './routes/datamover.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerHostInventoryRoutes } from './routes/host-inventory.js';
 import { registerHostRoutes } from './routes/hosts.js';
+import { registerImportRoutes } from './routes/import.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerProjectRoutes } from './routes/projects.js';
+import { registerRestoreRoutes } from './routes/restores.js';
+import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 import { registerUserRoutes } from './routes/users.js';
 import { registerWhoamiRoutes } from './routes/whoami.js';
+import { registerWorkloadRoutes } from './routes/workloads.js';
 import type { ApiServices } from './services.js';
 
 /**
@@ -28,7 +34,15 @@ export async function buildApi(services: ApiServices): Promise<FastifyInstance> 
   registerUserRoutes(router);
   registerTokenRoutes(router);
   registerHostRoutes(router);
+  if (services.hostInventory) registerHostInventoryRoutes(router);
+  if (services.taskDispatch) registerDatamoverRoutes(router);
   registerJobRoutes(router);
+  if (services.controller) {
+    registerWorkloadRoutes(router);
+    registerSnapshotRoutes(router);
+    registerRestoreRoutes(router);
+    registerImportRoutes(router);
+  }
   registerAuditRoutes(router);
 
   const document = buildOpenApiDocument(router.routes, services.version ?? '0.0.0');

@@ -1,5 +1,8 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { CatalogDb } from '../catalog/schema.js';
+import type { ControllerContext } from '../controller/context.js';
+import type { TaskDispatcher } from '../controller/task-dispatch.js';
+import type { HostInventory } from '../datamover/host-inventory.js';
 
 /**
  * What the API is built from. The controller adds its services here (workload, snapshot and
@@ -11,4 +14,10 @@ export interface ApiServices {
   version?: string;
   /** Fastify/pino logger settings; off unless given. */
   logger?: FastifyServerOptions['logger'];
+  /** The controller's task plumbing; when present the datamover protocol (/v1/datamover/...) is served. */
+  taskDispatch?: TaskDispatcher;
+  /** Host inventories; when present /v1/hosts/:id/vms, /networks and /storage are served. */
+  hostInventory?: { inventory(hostId: string, options?: { refresh?: boolean }): Promise<HostInventory> };
+  /** Workloads, snapshots, restores and import; when present their routes are served. */
+  controller?: ControllerContext;
 }
