@@ -4,7 +4,7 @@ export interface PositionalWriterOptions {
   /** Writes running at once (default 4): the kernel copies into the page cache on several threads. */
   maxInFlight?: number;
   /**
-   * Start a background fdatasync after this many bytes (default 64 MiB; 0 = never), so the disk
+   * Start a background fdatasync after this many bytes (default 256 MiB; 0 = never), so the disk
    * writes while we keep copying instead of flushing everything at the end.
    */
   flushBehindBytes?: number;
@@ -28,10 +28,11 @@ export class PositionalWriter {
     opts: PositionalWriterOptions = {},
   ) {
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 4);
-    this.flushBehindBytes = opts.flushBehindBytes ?? 64 << 20;
+    this.flushBehindBytes = opts.flushBehindBytes ?? 256 << 20;
   }
 
-  async write(buffers: Buffer | Buffer[], position: number): Promise<void> {
+  /** `onWritten` runs once the buffers are no longer needed (written or failed): recycle them there. */
+  async write(buffers: Buffer | Buffer[], position: number, onWritten?: () => void): Promise<void> {
     while (this.inFlight.size >= this.maxInFlight) await Promise.race(this.inFlight);
     if (this.failed) throw this.failed;
     const list = Array.isArray(buffers) ? buffers : [buffers];
@@ -39,7 +40,10 @@ export class PositionalWriter {
       .catch((err) => {
         this.failed ??= err;
       })
-      .finally(() => this.inFlight.delete(p));
+      .finally(() => {
+        this.inFlight.delete(p);
+        onWritten?.();
+      });
     this.inFlight.add(p);
   }
 

@@ -1,8 +1,11 @@
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { BufferPool } from '../buffer-pool.js';
 import type { Disk } from '../disk.js';
 import { fsyncDirectory, ioError, tempPathBeside } from '../file-sink.js';
+import { LocalFile } from '../io.js';
 import { PositionalWriter } from '../positional-writer.js';
+import { RawDisk } from '../raw.js';
 import { readAheadInOrder } from '../read-ahead.js';
 import type { ClusterRun } from './cluster-plan.js';
 import {
@@ -41,7 +44,7 @@ export async function writeQcow2ByScanning(
   const cs = opts.clusterSize ?? DEFAULT_CLUSTER_SIZE;
   const size = source.virtualSize;
   const dataOffset = Math.max(cs, Math.ceil(maxMetadataEnd(size, cs) / cs) * cs);
-  const chunk = Math.max(cs, Math.floor((opts.chunkBytes ?? 4 << 20) / cs) * cs);
+  const chunk = Math.max(cs, Math.floor((opts.chunkBytes ?? 2 << 20) / cs) * cs);
   const zeros = Buffer.alloc(cs);
   const runs: ClusterRun[] = [];
   const temp = tempPathBeside(path);
@@ -55,10 +58,11 @@ export async function writeQcow2ByScanning(
     const chunks = function* () {
       for (let o = 0; o < size; o += chunk) yield o;
     };
+    const readChunk = chunkReader(source, chunk, (opts.readAhead ?? 4) + 6);
     await readAheadInOrder(
       chunks(),
-      (offset) => source.read(offset, Math.min(chunk, size - offset)),
-      async (offset, buf) => {
+      (offset) => readChunk(offset, Math.min(chunk, size - offset)),
+      async (offset, { data: buf, release }) => {
         // Consecutive non-zero clusters become one slice; the slices go out in one writev.
         const pieces: Buffer[] = [];
         let pieceStart = -1;
@@ -82,11 +86,12 @@ export async function writeQcow2ByScanning(
         }
         endPiece(buf.length);
         if (padTail > 0) pieces.push(zeros.subarray(0, padTail));
-        if (clusters > 0) await out.write(pieces, host);
+        if (clusters > 0) await out.write(pieces, host, release);
+        else release();
         host += clusters * cs;
         opts.onProgress?.(offset + buf.length, size);
       },
-      opts.readAhead ?? 8,
+      opts.readAhead ?? 4,
       opts.signal,
     );
     const layout = computeLayout(runs, size, cs, dataOffset);
@@ -108,6 +113,43 @@ export async function writeQcow2ByScanning(
     await rm(temp, { force: true });
     throw ioError(path, 'writing qcow2 image', err);
   }
+}
+
+interface PooledChunk {
+  data: Buffer;
+  /** Gives the buffer back once nothing uses it any more. */
+  release: () => void;
+}
+
+/**
+ * Reads chunks into recycled buffers straight from the file of a local raw image; any other disk
+ * goes through its own read (fresh buffers, nothing to recycle).
+ */
+function chunkReader(source: Disk, chunk: number, keep: number) {
+  const file = source instanceof RawDisk && source.file instanceof LocalFile ? source.file : undefined;
+  if (!file) {
+    return async (offset: number, length: number): Promise<PooledChunk> => ({
+      data: await source.read(offset, length),
+      release: () => {},
+    });
+  }
+  const pool = new BufferPool(chunk, keep);
+  return async (offset: number, length: number): Promise<PooledChunk> => {
+    const buf = pool.acquire();
+    let done = 0;
+    try {
+      while (done < length) {
+        const { bytesRead } = await file.handle.read(buf, done, length - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+    } catch (err) {
+      pool.release(buf);
+      throw err;
+    }
+    buf.fill(0, done, length); // a file that shrank under us reads as zeros past its end
+    return { data: buf.subarray(0, length), release: () => pool.release(buf) };
+  };
 }
 
 function addDataCluster(runs: ClusterRun[], cluster: number): void {
