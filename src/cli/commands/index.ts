@@ -1,8 +1,13 @@
 import type { Command } from 'commander';
 import { registerAdminCommands } from './admin.js';
+import { registerDatamoverCommand } from './datamover.js';
+import { registerDemoVmCommands } from './demo-vm.js';
+import { registerHostCommands } from './host.js';
 import { registerImageConvertCommands } from './image-convert.js';
 import { registerImageInspectCommands } from './image-inspect.js';
+import { registerJobCommands } from './job.js';
 import { registerRestoreCommands } from './restore.js';
+import { registerServeCommand } from './serve.js';
 import { registerTargetCommands } from './target.js';
 import { registerVmRestoreCommand } from './vm-restore.js';
 
@@ -13,6 +18,11 @@ export function registerCommands(program: Command): void {
   registerImageConvertCommands(image);
   registerTargetCommands(program);
   registerAdminCommands(program);
+  registerServeCommand(program);
+  registerDatamoverCommand(program);
+  registerHostCommands(program);
+  registerJobCommands(program);
+  registerDemoVmCommands(program);
   registerRestoreCommands(program);
   // `vm` is shared (vm backup, vm restore): whoever registers first creates the group.
   const vm =
