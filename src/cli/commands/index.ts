@@ -5,11 +5,15 @@ import { registerDemoVmCommands } from './demo-vm.js';
 import { registerHostCommands } from './host.js';
 import { registerImageConvertCommands } from './image-convert.js';
 import { registerImageInspectCommands } from './image-inspect.js';
+import { registerImportCommands } from './import.js';
 import { registerJobCommands } from './job.js';
 import { registerRestoreCommands } from './restore.js';
+import { registerRestoreControllerCommands } from './restore-controller.js';
 import { registerServeCommand } from './serve.js';
+import { registerSnapshotCommands } from './snapshot.js';
 import { registerTargetCommands } from './target.js';
 import { registerVmRestoreCommand } from './vm-restore.js';
+import { registerWorkloadCommands } from './workload.js';
 
 /** One line per command group; each group lives in its own file beside this one. */
 export function registerCommands(program: Command): void {
@@ -23,7 +27,10 @@ export function registerCommands(program: Command): void {
   registerHostCommands(program);
   registerJobCommands(program);
   registerDemoVmCommands(program);
-  registerRestoreCommands(program);
+  registerWorkloadCommands(program);
+  registerSnapshotCommands(program);
+  registerRestoreControllerCommands(registerRestoreCommands(program));
+  registerImportCommands(program);
   // `vm` is shared (vm backup, vm restore): whoever registers first creates the group.
   const vm =
     program.commands.find((c) => c.name() === 'vm') ??
