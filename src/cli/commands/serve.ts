@@ -104,7 +104,7 @@ export function registerServeCommand(program: Command): void {
             `  export LIFEBOAT_URL=${controller.url}`,
             `  export LIFEBOAT_TOKEN=${controller.firstAdmin.token}`,
             '',
-            'Then try: lifeboat host list',
+            'Then try: npx lifeboat host list',
             '',
           ].join('\n'),
         );
