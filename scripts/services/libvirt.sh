@@ -53,6 +53,13 @@ start_daemon() { # $1 = daemon name, $2 = pid file
 case "$cmd" in
 start)
   mkdir -p /run/libvirt
+  # Without udev nobody applies Debian's rule (/dev/kvm: group kvm, mode 0660). This machine has a
+  # /dev/kvm (kvm-pvm, which cannot run a BIOS guest, hence TCG domains) that only root may open:
+  # libvirt then probes QEMU as "KVM enabled" but re-validates it as "KVM not usable by
+  # libvirt-qemu" and re-probes QEMU on EVERY API call (seconds each, minutes under load).
+  if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+  fi
   start_daemon virtlogd /run/virtlogd.pid
   start_daemon libvirtd /run/libvirtd.pid
   ok=""

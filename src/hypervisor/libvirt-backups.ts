@@ -13,6 +13,9 @@ import { buildCheckpointXml, type CheckpointDiskSpec } from './checkpoint-xml.js
 import { HypervisorError } from './errors.js';
 import type { Virsh } from './virsh.js';
 
+/** Errors of domjobabort/domjobinfo that mean "there is no job to end". */
+const JOB_GONE: readonly string[] = ['NO_BACKUP_JOB', 'DOMAIN_NOT_RUNNING', 'DOMAIN_NOT_FOUND'];
+
 export interface BeginPullBackupOptions {
   /**
    * Disks to export, with per-disk incremental overrides. Disks of the domain not listed are left
@@ -158,13 +161,15 @@ export class LibvirtBackups {
     }
   }
 
-  /** `domjobabort`, then waits for the job to be gone. No error when there is no job (or no domain run). */
+  /**
+   * `domjobabort`, then waits for the job to be gone. No error when there is no job, or when the
+   * domain is not running or does not exist any more (its job died with it).
+   */
   async abort(domain: string, options: { timeoutMs?: number } = {}): Promise<void> {
     try {
       await this.virsh.run(['domjobabort', domain]);
     } catch (err) {
-      if (!(err instanceof HypervisorError && ['NO_BACKUP_JOB', 'DOMAIN_NOT_RUNNING'].includes(err.code)))
-        throw err;
+      if (!(err instanceof HypervisorError && JOB_GONE.includes(err.code))) throw err;
     }
     const deadline = Date.now() + (options.timeoutMs ?? 30_000);
     for (;;) {
@@ -172,7 +177,7 @@ export class LibvirtBackups {
       try {
         active = await this.isJobActive(domain);
       } catch (err) {
-        if (err instanceof HypervisorError && err.code === 'DOMAIN_NOT_RUNNING') return;
+        if (err instanceof HypervisorError && JOB_GONE.includes(err.code)) return;
         throw err;
       }
       if (!active) return;

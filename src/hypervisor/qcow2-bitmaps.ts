@@ -25,7 +25,10 @@ interface QemuImgInfo {
 /**
  * Persistent dirty bitmaps stored in a qcow2 image (the top layer only), read with
  * `qemu-img info --output=json`. Used for shut-off domains, whose bitmaps are exported with
- * `qemu-nbd -B NAME`. `--force-share` lets this run while QEMU has the image open.
+ * `qemu-nbd -B NAME`. `--force-share` lets this run while QEMU has the image open, but the answer
+ * is only meaningful for an image nobody has open: QEMU 7.2 keeps the bitmaps of a running domain in
+ * memory and writes them to the image when it closes it (shutdown, destroy), so a running domain's
+ * image lists none — or stale ones flagged in-use.
  */
 export async function readQcow2Bitmaps(
   imagePath: string,
