@@ -4,6 +4,7 @@ import { DiskError } from './errors.js';
 import type { Extent } from './extent.js';
 import { FileSink } from './file-sink.js';
 import { openDiskImage } from './open.js';
+import { bufferReaderFor } from './qcow2/chain-buffer-reader.js';
 import { type ClusterRun, planClusters } from './qcow2/cluster-plan.js';
 import { assertClusterSize } from './qcow2/layout.js';
 import { writeQcow2ByScanning } from './qcow2/scan-writer.js';
@@ -43,7 +44,8 @@ export async function convertImage(src: Disk, dst: string, opts: ConvertOptions)
   if (opts.format === 'raw') {
     if (opts.backing) throw new DiskError('QCOW2_UNSUPPORTED', 'a raw image cannot have a backing file');
     const extents = await src.extents();
-    const r = await writeRawSparse({ virtualSize: src.virtualSize, extents, source: src }, dst, opts);
+    const reader = bufferReaderFor(src);
+    const r = await writeRawSparse({ virtualSize: src.virtualSize, extents, source: src, reader }, dst, opts);
     return { dataBytes: r.bytesWritten };
   }
   const clusterSize = opts.clusterSize ?? DEFAULT_CLUSTER_SIZE;

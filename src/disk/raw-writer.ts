@@ -1,9 +1,11 @@
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { BufferPool } from './buffer-pool.js';
 import { DiskError } from './errors.js';
 import type { Extent } from './extent.js';
 import { fsyncDirectory, tempPathBeside } from './file-sink.js';
 import { PositionalWriter } from './positional-writer.js';
+import type { BufferReader } from './qcow2/chain-buffer-reader.js';
 import type { ExtentSource } from './qcow2/writer.js';
 import { readAheadInOrder } from './read-ahead.js';
 
@@ -12,6 +14,8 @@ export interface RawWriteInput {
   extents: readonly Extent[];
   /** Gives the final content; only read inside data extents. */
   source: ExtentSource;
+  /** Reads into recycled buffers when given (much cheaper for big copies than source.read). */
+  reader?: BufferReader;
 }
 
 export interface RawWriteOptions {
@@ -43,7 +47,7 @@ function* dataChunks(extents: readonly Extent[], virtualSize: number, chunkBytes
  * place, so `path` never holds half an image.
  */
 export async function writeRawSparse(input: RawWriteInput, path: string, options: RawWriteOptions = {}) {
-  const chunkBytes = options.chunkBytes ?? 4 << 20;
+  const chunkBytes = options.chunkBytes ?? 2 << 20;
   let total = 0;
   for (const e of input.extents) if (e.kind === 'data') total += e.length;
   const temp = tempPathBeside(path);
@@ -55,24 +59,37 @@ export async function writeRawSparse(input: RawWriteInput, path: string, options
     const out = new PositionalWriter(fh);
     writer = out;
     let done = 0;
+    const readAhead = options.readAhead ?? 4;
+    const pool = new BufferPool(chunkBytes, readAhead + 6);
+    const { reader } = input;
     await readAheadInOrder(
       dataChunks(input.extents, input.virtualSize, chunkBytes),
-      async (c) => {
-        const buf = await input.source.read(c.offset, c.length);
-        if (buf.length !== c.length) {
+      async (c): Promise<{ data: Buffer; pooled?: Buffer }> => {
+        if (reader) {
+          const pooled = pool.acquire();
+          try {
+            await reader.readInto(pooled.subarray(0, c.length), c.offset);
+          } catch (err) {
+            pool.release(pooled);
+            throw err;
+          }
+          return { data: pooled.subarray(0, c.length), pooled };
+        }
+        const data = await input.source.read(c.offset, c.length);
+        if (data.length !== c.length) {
           throw new DiskError(
             'DISK_IO',
-            `source returned ${buf.length} bytes at ${c.offset}, expected ${c.length}`,
+            `source returned ${data.length} bytes at ${c.offset}, expected ${c.length}`,
           );
         }
-        return buf;
+        return { data };
       },
-      async (c, buf) => {
-        await out.write(buf, c.offset);
-        done += buf.length;
+      async (c, { data, pooled }) => {
+        await out.write(data, c.offset, pooled && (() => pool.release(pooled)));
+        done += data.length;
         options.onProgress?.(done, total);
       },
-      options.readAhead ?? 8,
+      readAhead,
       options.signal,
     );
     await out.finish();

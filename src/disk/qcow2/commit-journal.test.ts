@@ -44,10 +44,10 @@ describe('commit journal', () => {
     await assert.rejects(readJournal(path), { code: 'QCOW2_MALFORMED' });
   });
 
-  it('identifies a file by device and inode', async () => {
+  it('identifies a file by device, inode and birth time', async () => {
     const a = join(dir, 'a');
     await writeFile(a, 'x');
-    assert.match((await fileIdentity(a)) ?? '', /^\d+:\d+$/);
+    assert.match((await fileIdentity(a)) ?? '', /^\d+:\d+:\d+$/);
     assert.equal(await fileIdentity(join(dir, 'missing')), undefined);
   });
 });

@@ -21,7 +21,7 @@ export interface CommitJournal {
   phase: CommitPhase;
   /** The base image: as named in the overlay's header (relative to the overlay's directory). */
   base: string;
-  /** dev:ino of the base file (survives the rename). */
+  /** fileIdentity() of the base file (survives the rename). */
   baseId: string;
   /** When the base has a relative backing file name that must change with the move. */
   backingRewrite?: { absolute: string; final: string };
@@ -31,11 +31,14 @@ export function journalPathFor(overlayPath: string): string {
   return `${overlayPath}.lifeboat-commit.json`;
 }
 
-/** dev:ino of a file, or undefined when it does not exist. */
+/**
+ * dev:ino:birth-time of a file (all three survive a rename; the birth time tells a new file that
+ * reused a freed inode number from the old one), or undefined when it does not exist.
+ */
 export async function fileIdentity(path: string): Promise<string | undefined> {
   try {
     const st = await stat(path, { bigint: true });
-    return `${st.dev}:${st.ino}`;
+    return `${st.dev}:${st.ino}:${st.birthtimeNs}`;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;

@@ -1,10 +1,12 @@
 import { realpath, rename } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
+import { BufferPool } from '../buffer-pool.js';
 import { DiskError } from '../errors.js';
 import { fsyncDirectory } from '../file-sink.js';
 import { LocalFile } from '../io.js';
 import { readAheadInOrder } from '../read-ahead.js';
 import { ChainReader } from './chain.js';
+import { bufferReaderFor } from './chain-buffer-reader.js';
 import { type ClusterRun, clustersOfKind, planClusters } from './cluster-plan.js';
 import {
   type CommitJournal,
@@ -69,7 +71,7 @@ export interface CommitResult {
 }
 
 const DEFAULT_BATCH_BYTES = 256 << 20;
-const DEFAULT_CHUNK_BYTES = 4 << 20;
+const DEFAULT_CHUNK_BYTES = 2 << 20;
 
 export async function commitOverlay(overlayPath: string, options: CommitOptions = {}): Promise<CommitResult> {
   const overlay = resolve(overlayPath);
@@ -255,25 +257,38 @@ async function copyRuns(
   let done = 0;
   let sinceBarrier = 0;
   const empty = Buffer.alloc(0);
+  const readAhead = options.readAhead ?? 4;
+  const pool = new BufferPool(perItem * cs, readAhead + 2);
+  const reader = bufferReaderFor(chain);
   await readAheadInOrder(
     workItems(runs, perItem),
     async (item) => {
       if (item.kind === 'zero') return empty;
       const offset = item.start * cs;
       const want = Math.min(item.count * cs, size - offset);
-      const data = await chain.read(offset, want);
-      if (want === item.count * cs) return data;
-      const padded = Buffer.alloc(item.count * cs);
-      data.copy(padded);
-      return padded;
+      const buf = pool.acquire();
+      try {
+        await reader.readInto(buf.subarray(0, want), offset);
+      } catch (err) {
+        pool.release(buf);
+        throw err;
+      }
+      // A last cluster cut by the virtual size is stored whole.
+      buf.fill(0, want, item.count * cs);
+      return buf;
     },
-    async (item, data) => {
+    async (item, buf) => {
       await editor.loadL2Range(item.start, item.count);
       if (item.kind === 'zero') {
         markZero(editor, item);
         sinceBarrier += item.count * 8; // metadata only; still bounds the batch
       } else {
-        await writeData(editor, item, data);
+        const data = buf.subarray(0, item.count * cs);
+        try {
+          await writeData(editor, item, data);
+        } finally {
+          pool.release(buf);
+        }
         done += data.length;
         sinceBarrier += data.length;
         options.onProgress?.(done, total);
@@ -284,7 +299,7 @@ async function copyRuns(
         sinceBarrier = 0;
       }
     },
-    options.readAhead ?? 8,
+    readAhead,
   );
   return done;
 }
