@@ -11,13 +11,13 @@ import { DatamoverService } from '../datamover/service.js';
 import { defaultTaskHandlers, type TaskHandlerRegistry } from '../datamover/task-handlers.js';
 import { LibvirtHypervisor } from '../hypervisor/libvirt.js';
 import { DEFAULT_LIBVIRT_URI } from '../hypervisor/virsh.js';
-import { createDomainServices } from './domain-services.js';
 import {
   ensureDatamoverUser,
   ensureDefaultTarget,
   ensureFirstAdmin,
   issueLocalDatamoverToken,
 } from './bootstrap.js';
+import { createDomainServices } from './domain-services.js';
 import { type ControllerLog, TaskDispatcher } from './task-dispatch.js';
 import { sweepIntervalFor, TaskSweeper } from './task-sweeper.js';
 
