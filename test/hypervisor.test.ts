@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -66,6 +67,15 @@ async function dirtyExtents(
   const { stdout } = await run('nbdinfo', ['--json', `--map=${context}`, uri]);
   const map = JSON.parse(stdout) as Array<{ offset: number; length: number; type: number }>;
   return map.filter((e) => (e.type & 1) === 1).map((e) => ({ offset: e.offset, length: e.length }));
+}
+
+/** A TCP port nobody listens on right now (the kernel picks it; closed again before use). */
+async function freeTcpPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }
 
 async function withDomain(
@@ -374,7 +384,7 @@ test('pull backup abort: no job, no scratch file, no socket left; TCP server on 
     disks: [{ format: 'qcow2', sizeMiB: 64, fill: [{ pattern: 0x77, offset: 0, length: 256 * KiB }] }],
   });
   const hv = dom.hv;
-  const port = 20000 + (process.pid % 20000);
+  const port = await freeTcpPort();
   const job = await hv.backups.begin(dom.name, {
     disks: [{ target: 'vda', backup: true }],
     workDir: vmDir,

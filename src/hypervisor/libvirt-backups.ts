@@ -130,8 +130,10 @@ export class LibvirtBackups {
         buildCheckpointXml(options.checkpoint.name, options.checkpoint.disks, options.checkpoint.description),
       );
     }
+    let started = false;
     try {
       await this.virsh.runWithXmlFiles(docs, ([b, c]) => ['backup-begin', domain, b!, ...(c ? [c] : [])]);
+      started = true;
       const desc = await this.describe(domain);
       return {
         domain,
@@ -142,6 +144,9 @@ export class LibvirtBackups {
         scratchFiles,
       };
     } catch (err) {
+      // A job that started but cannot be described is of no use to anyone: stop it, keep the error.
+      if (started) await this.abort(domain).catch(() => {});
+      for (const f of scratchFiles) await rm(f, { force: true });
       await rm(jobDir, { recursive: true, force: true });
       throw err;
     }
