@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import type { CheckpointDiskSpec } from '../hypervisor/checkpoint-xml.js';
 import type { DomainDescription } from '../hypervisor/domain-description.js';
 import type { LibvirtHypervisor } from '../hypervisor/libvirt.js';
@@ -17,8 +16,6 @@ export interface OfflineSourceOptions {
   /** Mutated: disks whose bitmap is missing or inconsistent fall back to full. */
   plan: BackupPlan;
   newCheckpoint: string;
-  /** Where the qemu-nbd socket directories are made. */
-  workDir: string;
   journal: JournalFile;
 }
 
@@ -66,14 +63,12 @@ export async function startOfflineExports(opts: OfflineSourceOptions): Promise<B
       });
       await addQcow2Bitmap(d.path!, opts.newCheckpoint);
     }
-    await mkdir(opts.workDir, { recursive: true, mode: 0o755 });
     for (const d of plan.disks) {
       const server = await QemuNbdExport.start({
         image: d.path!,
         format: d.format,
         bitmaps: d.mode === 'incremental' ? [d.sinceCheckpoint!] : [],
         exportName: d.target,
-        socketParentDir: opts.workDir,
       });
       servers.push(server);
       await opts.journal.update((j) => {

@@ -158,7 +158,8 @@ export async function backupVm(opts: BackupVmOptions): Promise<VmBackupHandle> {
     newCheckpoint,
     target: opts.journalTarget,
   });
-  const workDir = join(opts.scratchDir, `lifeboat-${uuid}`);
+  // Short: UNIX socket paths inside it must stay under 108 bytes.
+  const workDir = join(opts.scratchDir, `lb-${uuid.slice(0, 13)}`);
   let source: BackupSource | undefined;
   try {
     const savedCheckpointXml = new Map<string, string>();
@@ -184,7 +185,6 @@ export async function backupVm(opts: BackupVmOptions): Promise<VmBackupHandle> {
             description,
             plan,
             newCheckpoint,
-            workDir,
             journal,
           });
     await opts.afterExportsReady?.();
