@@ -109,7 +109,9 @@ test('domain lifecycle: define, start, list, destroy, undefine, typed errors', a
   assert.equal(desc.memoryBytes, 64 * MiB);
   assert.equal(desc.disks[0]?.sizeBytes, 64 * MiB);
 
-  await hv.domains.destroy(dom.name);
+  // No guest OS answers the ACPI power button: a plain shutdown times out, a forced one destroys.
+  await rejectsWithCode(hv.domains.shutdown(dom.name, { timeoutMs: 1500 }), 'SHUTDOWN_TIMEOUT');
+  await hv.domains.shutdown(dom.name, { timeoutMs: 1500, forceAfterTimeout: true });
   await hv.domains.destroy(dom.name); // already off: no error
   assert.equal(await hv.domains.state(dom.name), 'shutoff');
   await rejectsWithCode(
@@ -168,6 +170,10 @@ test('domain XML: description, and a rewritten copy defines as a new domain keep
     if (await hv.domains.exists(newName)) await hv.domains.undefine(newName);
   });
   assert.deepEqual(defined, { name: newName, uuid });
+  await rejectsWithCode(
+    hv.domains.define(xml.replace(uuid, '0b7a3f2c-1d2e-4f50-9a6b-000000000000')),
+    'DOMAIN_EXISTS',
+  );
   const copy = parseDomainXml(await hv.domains.dumpXml(newName, { inactive: true }));
   assert.equal(copy.memoryBytes, desc.memoryBytes);
   assert.equal(copy.type, 'qemu');

@@ -59,6 +59,16 @@ export class GuestAgent {
     await this.virsh.run(['domfsthaw', domain]);
   }
 
+  /** Same as `freeze` (the name the datamover's design uses). */
+  freezeFilesystems(domain: string): Promise<FreezeResult> {
+    return this.freeze(domain);
+  }
+
+  /** Same as `thaw`. */
+  thawFilesystems(domain: string): Promise<void> {
+    return this.thaw(domain);
+  }
+
   /**
    * Runs `fn` with the guest's filesystems frozen (when an agent answers) and thaws in `finally`.
    * A thaw that fails is retried; if the guest stays frozen, the error is raised — an operator
