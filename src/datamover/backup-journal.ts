@@ -28,7 +28,14 @@ export interface BackupJournal {
   /** Bitmaps added with qemu-img to a shut-off domain's images. */
   offlineBitmaps: { image: string; name: string }[];
   /** The target side, for callers that own the lease (CLI): the unfinished snapshot to remove. */
-  target?: { location: string; workloadId: string; snapshotId: string; leaseToken?: string };
+  target?: {
+    location: string;
+    workloadId: string;
+    snapshotId: string;
+    leaseToken?: string;
+    /** This run acquired the lease itself (standalone backup): a later run may release it. */
+    ownsLease?: boolean;
+  };
 }
 
 export function journalPath(scratchDir: string, domainUuid: string): string {
@@ -105,6 +112,14 @@ export async function readJournal(path: string): Promise<BackupJournal | undefin
   }
 }
 
+/** True when the process that wrote the journal still runs (same host, same PID and start time). */
+export async function journalOwnerAlive(j: BackupJournal): Promise<boolean> {
+  if (j.owner.host !== hostname()) return false;
+  if (j.owner.pid === process.pid) return true;
+  const ticks = await processStartTicks(j.owner.pid);
+  return ticks !== undefined && ticks === j.owner.startTicks;
+}
+
 export interface RecoveredBackup {
   /** The dead run's checkpoint (the caller deletes it unless a committed snapshot recorded it). */
   newCheckpoint: string;
@@ -126,16 +141,13 @@ export async function recoverInterruptedBackup(
   const path = journalPath(scratchDir, domainUuid);
   const j = await readJournal(path);
   if (!j) return undefined;
-  const sameHost = j.owner.host === hostname();
-  if (sameHost && j.owner.pid !== process.pid) {
-    const ticks = await processStartTicks(j.owner.pid);
-    if (ticks !== undefined && ticks === j.owner.startTicks) {
-      throw new BackupError(
-        'BACKUP_BUSY',
-        `domain ${j.domain} is being backed up by process ${j.owner.pid} (since ${j.startedAt})`,
-        { details: { pid: j.owner.pid } },
-      );
-    }
+  // Our own process's journal is a finished run that never called finish(): nothing runs.
+  if (j.owner.pid !== process.pid && (await journalOwnerAlive(j))) {
+    throw new BackupError(
+      'BACKUP_BUSY',
+      `domain ${j.domain} is being backed up by process ${j.owner.pid} (since ${j.startedAt})`,
+      { details: { pid: j.owner.pid } },
+    );
   }
   const undone: string[] = [];
   for (const n of j.qemuNbd) {

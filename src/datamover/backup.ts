@@ -7,7 +7,7 @@ import type { SnapshotMeta } from '../target/metadata/schemas.js';
 import { SnapshotWriter } from '../target/snapshot-writer.js';
 import type { Target } from '../target/target.js';
 import { BackupError, cancelledError } from './backup-errors.js';
-import { journalPath, readJournal } from './backup-journal.js';
+import { journalOwnerAlive, journalPath, readJournal } from './backup-journal.js';
 import { backupVm, type DiskProgress, type VmBackupHandle, type VmBackupResult } from './backup-vm.js';
 import {
   defaultWorkloadId,
@@ -79,14 +79,19 @@ export async function backupDomain(opts: BackupDomainOptions): Promise<BackupDom
 
   // A run of ours that was killed may still hold the lease and have left an unfinished folder.
   const dead = await readJournal(journalPath(scratchDir, uuid));
-  if (dead?.target?.leaseToken && dead.target.workloadId === workloadId && dead.owner.pid !== process.pid) {
+  if (
+    dead?.target?.ownsLease &&
+    dead.target.leaseToken &&
+    dead.target.workloadId === workloadId &&
+    !(await journalOwnerAlive(dead))
+  ) {
     await releaseDeadLease(target, workloadId, dead.target.leaseToken).catch(() => false);
   }
   const held = await HeldLease.acquire(target, workloadId, owner);
   let handle: VmBackupHandle | undefined;
   let writer: SnapshotWriter | undefined;
   try {
-    if (dead?.target && dead.target.workloadId === workloadId) {
+    if (dead?.target && dead.target.workloadId === workloadId && !(await journalOwnerAlive(dead))) {
       await removeUnfinishedSnapshot(target, workloadId, dead.target.snapshotId);
     }
     const name = (await hv.domains.describe(opts.domain)).name;
@@ -111,7 +116,13 @@ export async function backupDomain(opts: BackupDomainOptions): Promise<BackupDom
       onProgress: opts.onProgress,
       signal: opts.signal,
       afterExportsReady: opts.afterExportsReady,
-      journalTarget: { location: target.location, workloadId, snapshotId, leaseToken: held.lease.token },
+      journalTarget: {
+        location: target.location,
+        workloadId,
+        snapshotId,
+        leaseToken: held.lease.token,
+        ownsLease: true,
+      },
     });
     held.check();
     if (opts.signal?.aborted) throw cancelledError(opts.signal, `backup of ${opts.domain}`);

@@ -12,6 +12,7 @@ import { registerRestoreControllerCommands } from './restore-controller.js';
 import { registerServeCommand } from './serve.js';
 import { registerSnapshotCommands } from './snapshot.js';
 import { registerTargetCommands } from './target.js';
+import { registerVmBackupCommand } from './vm-backup.js';
 import { registerVmRestoreCommand } from './vm-restore.js';
 import { registerWorkloadCommands } from './workload.js';
 
@@ -35,5 +36,6 @@ export function registerCommands(program: Command): void {
   const vm =
     program.commands.find((c) => c.name() === 'vm') ??
     program.command('vm').description('back up and restore libvirt domains on this host');
+  registerVmBackupCommand(vm);
   registerVmRestoreCommand(vm);
 }
