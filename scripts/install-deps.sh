@@ -12,7 +12,7 @@ PACKAGES=(
   libvirt-clients       # virsh
   radosgw ceph-mon ceph-osd # Ceph RGW: the S3 server of the tests
   postgresql            # the catalog's server database in tests
-  jq curl procps psmisc util-linux e2fsprogs
+  jq curl procps psmisc util-linux e2fsprogs xfsprogs # xfsprogs: xfs_io seek, the hole map of raw files
 )
 
 missing=()

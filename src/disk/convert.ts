@@ -3,6 +3,7 @@ import type { Disk } from './disk.js';
 import { DiskError } from './errors.js';
 import type { Extent } from './extent.js';
 import { FileSink } from './file-sink.js';
+import { diskExtents, rawDiskExtents } from './hole-map.js';
 import { openDiskImage } from './open.js';
 import { bufferReaderFor } from './qcow2/chain-buffer-reader.js';
 import { type ClusterRun, planClusters } from './qcow2/cluster-plan.js';
@@ -43,7 +44,7 @@ export interface ConvertResult {
 export async function convertImage(src: Disk, dst: string, opts: ConvertOptions): Promise<ConvertResult> {
   if (opts.format === 'raw') {
     if (opts.backing) throw new DiskError('QCOW2_UNSUPPORTED', 'a raw image cannot have a backing file');
-    const extents = await src.extents();
+    const extents = await diskExtents(src);
     const reader = bufferReaderFor(src);
     const r = await writeRawSparse({ virtualSize: src.virtualSize, extents, source: src, reader }, dst, opts);
     return { dataBytes: r.bytesWritten };
@@ -110,9 +111,9 @@ async function diffAgainstBacking(
 ): Promise<{ extents: Extent[]; sameBytes: number }> {
   const size = src.virtualSize;
   const baseSize = Math.min(base.virtualSize, size);
-  const srcData = planClusters(await src.extents(), size, clusterSize, false);
-  const baseData =
-    baseSize > 0 ? planClusters(await base.extents(0, baseSize), baseSize, clusterSize, false) : [];
+  const srcData = planClusters(await diskExtents(src), size, clusterSize, false);
+  const baseExtents = base instanceof RawDisk ? await rawDiskExtents(base) : await base.extents(0, baseSize);
+  const baseData = baseSize > 0 ? planClusters(baseExtents, baseSize, clusterSize, false) : [];
   const out: Extent[] = [];
   const push = (cluster: number, count: number, kind: Extent['kind']) => {
     const offset = cluster * clusterSize;

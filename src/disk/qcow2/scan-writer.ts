@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { BufferPool } from '../buffer-pool.js';
 import type { Disk } from '../disk.js';
 import { fsyncDirectory, ioError, tempPathBeside } from '../file-sink.js';
+import { dataRangesOf } from '../hole-map.js';
 import { LocalFile } from '../io.js';
 import { PositionalWriter } from '../positional-writer.js';
 import { RawDisk } from '../raw.js';
@@ -55,14 +56,26 @@ export async function writeQcow2ByScanning(
     const out = new PositionalWriter(fh);
     writer = out;
     let host = dataOffset;
-    const chunks = function* () {
-      for (let o = 0; o < size; o += chunk) yield o;
+    // Where the file can have data at all (whole disk when the filesystem cannot tell).
+    const file = source instanceof RawDisk && source.file instanceof LocalFile ? source.file : undefined;
+    const ranges = (file && (await dataRangesOf(file.name, size))) ?? [{ offset: 0, length: size }];
+    const chunks = function* (): Generator<[number, number]> {
+      let pos = 0;
+      for (const r of ranges) {
+        // Cluster-aligned, so a cluster is never read in two pieces (nor twice).
+        const end = Math.min(size, Math.ceil((r.offset + r.length) / cs) * cs);
+        for (let o = Math.max(pos, Math.floor(r.offset / cs) * cs); o < end; o += chunk) {
+          const length = Math.min(chunk, end - o);
+          yield [o, length];
+          pos = o + length;
+        }
+      }
     };
     const readChunk = chunkReader(source, chunk, (opts.readAhead ?? 4) + 6);
     await readAheadInOrder(
       chunks(),
-      (offset) => readChunk(offset, Math.min(chunk, size - offset)),
-      async (offset, { data: buf, release }) => {
+      ([offset, length]) => readChunk(offset, length),
+      async ([offset], { data: buf, release }) => {
         // Consecutive non-zero clusters become one slice; the slices go out in one writev.
         const pieces: Buffer[] = [];
         let pieceStart = -1;
