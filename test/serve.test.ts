@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { openScratchCatalog, type ScratchCatalog } from '../src/catalog/scratch.js';
+import { lifeboatVersion } from '../src/cli/version.js';
 import { createDemoVm, type DemoVm, deleteDemoVm } from '../src/cloud/libvirt/demo-vm.js';
 import { libvirtTestEnv, testHypervisor } from './helpers/libvirt.js';
 
@@ -119,7 +120,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
 
       const health = await fetch(`${s.url}/v1/health`);
       assert.equal(health.status, 200);
-      assert.deepEqual(await health.json(), { status: 'ok', version: '0.1.0', catalog: dialect });
+      assert.deepEqual(await health.json(), { status: 'ok', version: lifeboatVersion(), catalog: dialect });
 
       const whoami = await fetch(`${s.url}/v1/whoami`, { headers: { authorization: `Bearer ${s.token}` } });
       assert.equal(whoami.status, 200);

@@ -70,7 +70,8 @@ export class LifeboatClient {
         signal: AbortSignal.timeout(120_000),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      const c = (err as { cause?: { code?: string; errors?: Array<{ code?: string }> } }).cause;
+      const cause = c?.code ?? c?.errors?.[0]?.code ?? (err as Error).message;
       throw new LifeboatError(
         'CLIENT_UNREACHABLE',
         `cannot reach the controller at ${this.baseUrl} (${cause}): is \`lifeboat serve\` running? (--url / LIFEBOAT_URL)`,

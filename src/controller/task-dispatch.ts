@@ -128,6 +128,11 @@ export class TaskDispatcher {
     return host;
   }
 
+  /** The host's datamover is alive (it also counts every claim as one). */
+  async hostHeartbeat(hostId: string): Promise<Host> {
+    return recordHostHeartbeat(this.db, hostId);
+  }
+
   /** Creates a job and its first tasks, and wakes the datamovers waiting for work. */
   async submitJob(job: NewJob, tasks: readonly NewTaskSpec[]): Promise<{ job: Job; tasks: Task[] }> {
     const created = await this.db.transaction().execute(async (trx) => {

@@ -3,6 +3,7 @@ import {
   type ClaimedTask,
   claimAnswer,
   type FailRequest,
+  hostHeartbeatAnswer,
   type LeaseAnswer,
   leaseAnswer,
   PROTOCOL_PREFIX,
@@ -57,6 +58,11 @@ export class ControllerClient {
       { extraTimeoutMs: waitMs, signal, allowNoContent: true },
     );
     return answer?.task;
+  }
+
+  /** Tells the controller the host is alive while every task slot is busy (no claims going out). */
+  async hostHeartbeat(hostId: string): Promise<void> {
+    await this.call('POST', `/hosts/${encodeURIComponent(hostId)}/heartbeat`, {}, hostHeartbeatAnswer);
   }
 
   async progress(taskId: string, body: ProgressRequest): Promise<LeaseAnswer> {

@@ -28,6 +28,8 @@ export const registerHostAnswer = z.object({
 });
 export type RegisterHostAnswer = z.infer<typeof registerHostAnswer>;
 
+export const hostHeartbeatAnswer = z.object({ host_id: z.string(), status: z.string() });
+
 export const claimRequest = z.strictObject({
   /** Who holds the lease: unique per datamover process run, so a restarted datamover never
    * mistakes the leases of its previous life for its own. */

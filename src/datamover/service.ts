@@ -8,6 +8,9 @@ import { isDatamoverServiceError, isRetryable } from './service-errors.js';
 import { defaultTaskHandlers, type TaskHandlerRegistry } from './task-handlers.js';
 import { type DatamoverLog, runClaimedTask, type TaskRunOutcome } from './task-runner.js';
 
+/** How often a datamover whose task slots are all busy tells the controller it is alive. */
+const HOST_HEARTBEAT_MS = 30_000;
+
 export interface DatamoverOptions {
   /** Controller base URL (`http://host:port`). */
   controllerUrl: string;
@@ -88,6 +91,14 @@ export class DatamoverService {
     await this.loop?.catch(() => undefined);
   }
 
+  private async hostHeartbeatAfter(ms: number, signal: AbortSignal): Promise<void> {
+    await sleep(ms, undefined, { signal }).catch(() => undefined);
+    if (signal.aborted || !this.hostIdValue) return;
+    await this.client.hostHeartbeat(this.hostIdValue).catch((err: unknown) => {
+      this.log('warn', `host heartbeat failed: ${(err as Error).message}`);
+    });
+  }
+
   private async run(): Promise<void> {
     const signal = this.stopper.signal;
     let claimWaitMs = this.options.claimWaitMs ?? 25_000;
@@ -124,7 +135,8 @@ export class DatamoverService {
       }
 
       if (this.running.size >= (this.options.concurrency ?? 2)) {
-        await Promise.race([...this.running]);
+        // Busy: no claims go out, so tell the controller the host is alive now and then.
+        await Promise.race([...this.running, this.hostHeartbeatAfter(HOST_HEARTBEAT_MS, signal)]);
         continue;
       }
 

@@ -6,6 +6,7 @@ import {
   completeRequest,
   DATAMOVER_USER_NAME,
   failRequest,
+  hostHeartbeatAnswer,
   leaseAnswer,
   ownerBody,
   PROTOCOL_PREFIX,
@@ -80,6 +81,21 @@ export function registerDatamoverRoutes(router: ApiRouter): void {
         lease_ms: dispatcher.leaseMs,
         claim_wait_ms: dispatcher.claimWaitMs,
       };
+    },
+  });
+
+  router.add({
+    method: 'POST',
+    url: `${PROTOCOL_PREFIX}/hosts/:id/heartbeat`,
+    summary: 'The host is alive (sent while all its task slots are busy and it makes no claims)',
+    tag,
+    access: 'user',
+    params: idParams,
+    response: hostHeartbeatAnswer,
+    handler: async ({ auth, params, services }) => {
+      datamoverOnly(auth);
+      const host = await dispatcherOf(services).hostHeartbeat(params.id);
+      return { host_id: host.id, status: host.status };
     },
   });
 
