@@ -182,6 +182,12 @@ describe('datamover service', () => {
       ((await ok.json()) as { host_id: string }).host_id,
       'registration is idempotent',
     );
+    const beat = await fetch(`${controller.url}/v1/datamover/hosts/${again.host_id}/heartbeat`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(beat.status, 200);
+    assert.deepEqual(await beat.json(), { host_id: again.host_id, status: 'online' });
   });
 
   test('a datamover killed mid-task: the task and its job fail after the lease expires, and the hook runs', async () => {
