@@ -133,6 +133,22 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.match(failed.error ?? '', /lease expired/);
     });
 
+    test('a task requeued after its job failed is cancelled, not left queued forever', async () => {
+      const { job } = await d.submitJob({ kind: 'two' }, [
+        { kind: 'w', hostId: hostB },
+        { kind: 'w', hostId: hostB },
+      ]);
+      const t1 = await d.claim(hostB, 'b/x', 0);
+      const t2 = await d.claim(hostB, 'b/x', 0);
+      assert.ok(t1 && t2);
+      await d.fail(t1.id, 'b/x', { code: 'X', message: 'broke' });
+      // t2's datamover dies: its lease expires with attempts left, but its job is over.
+      await d.sweep(new Date(Date.now() + 61_000));
+      const tasks = await listTasks(scratch.db, job.id);
+      assert.equal(tasks.find((t) => t.id === t2.id)?.status, 'cancelled');
+      assert.equal((await getJob(scratch.db, job.id)).status, 'failed');
+    });
+
     test('a hook that throws leaves a warning and keeps the outcome', async () => {
       const off = d.hooks.onTask('hooked', {
         onTaskSucceeded: () => {

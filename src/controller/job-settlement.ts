@@ -65,6 +65,22 @@ async function cancelQueuedTasks(db: CatalogDb, jobId: string): Promise<void> {
     .execute();
 }
 
+/**
+ * Queued tasks of finished jobs can never be claimed (claims skip finished jobs): e.g. a task whose
+ * lease expired after another task had failed the job. They are cancelled so nothing looks pending.
+ */
+export async function cancelOrphanedTasks(db: CatalogDb): Promise<number> {
+  const res = await db
+    .updateTable('tasks')
+    .set({ status: 'cancelled', finished_at: isoNow(), error: 'its job had already finished' })
+    .where('status', '=', 'queued')
+    .where('job_id', 'in', (eb) =>
+      eb.selectFrom('jobs').select('id').where('status', 'in', ['succeeded', 'failed', 'cancelled']),
+    )
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows);
+}
+
 /** The job's progress is the sum of its tasks' (bytes for data-moving tasks). */
 export async function aggregateJobProgress(
   db: CatalogDb,

@@ -25,7 +25,12 @@ import { isTerminal } from '../catalog/status.js';
 import type { Task } from '../catalog/tasks.js';
 import { isoPlus } from '../catalog/time.js';
 import { DispatchError } from './dispatch-errors.js';
-import { aggregateJobProgress, jobsWithoutLiveTasks, settleJob } from './job-settlement.js';
+import {
+  aggregateJobProgress,
+  cancelOrphanedTasks,
+  jobsWithoutLiveTasks,
+  settleJob,
+} from './job-settlement.js';
 import { TaskHookRegistry } from './task-hooks.js';
 import { Wakeup } from './wakeup.js';
 
@@ -244,7 +249,10 @@ export class TaskDispatcher {
         `${task.kind} task ${task.id}: lease expired (the datamover stopped reporting); queued again after attempt ${task.attempts} of ${task.max_attempts}`,
       );
     }
-    if (expired.requeued.length > 0) this.wakeup.notify();
+    if (expired.requeued.length > 0) {
+      await cancelOrphanedTasks(this.db);
+      this.wakeup.notify();
+    }
     for (const task of expired.failed) {
       this.lastMessage.delete(task.id);
       this.log('warn', `task ${task.id} (${task.kind}) failed: ${task.error}`);
