@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
@@ -433,4 +433,37 @@ test('guest agent: freeze is skipped (with the reason) when there is no agent', 
   assert.equal(seen.skipped, true);
   assert.deepEqual(await plain.hv.checkpoints.names(withChannel.name), ['frozen1']);
   await rejectsWithCode(ga.thaw(withChannel.name), 'GUEST_AGENT_UNAVAILABLE');
+});
+
+test('qemu-nbd export: a bad image fails with QEMU_NBD_FAILED and leaves nothing running; raw has no bitmaps', async (t) => {
+  const { vmDir } = libvirtTestEnv();
+  const dir = await mkdtemp(join(vmDir, 'lbtest-nbd-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await rejectsWithCode(
+    QemuNbdExport.start({ image: join(dir, 'missing.qcow2'), format: 'qcow2', socketParentDir: dir }),
+    'QEMU_NBD_FAILED',
+  );
+  const raw = join(dir, 'disk.raw');
+  await run('qemu-img', ['create', '-q', '-f', 'raw', raw, '4M']);
+  await run('qemu-io', ['-f', 'raw', '-c', 'write -q -P 0x5a 1M 64k', raw]);
+  assert.deepEqual(await readQcow2Bitmaps(raw), []);
+  assert.deepEqual(await readQcow2Bitmaps(raw, { format: 'raw' }), []);
+  await rejectsWithCode(readQcow2Bitmaps(raw, { format: 'qcow2' }), 'QEMU_IMG_FAILED');
+  await rejectsWithCode(
+    QemuNbdExport.start({ image: raw, format: 'raw', bitmaps: ['nope'], socketParentDir: dir }),
+    'QEMU_NBD_FAILED',
+  );
+  const exp = await QemuNbdExport.start({ image: raw, format: 'raw', socketParentDir: dir });
+  t.after(() => exp.stop());
+  // Two clients at once (the datamover reads with several connections) and the export survives both.
+  const [a, b] = await Promise.all([readExport(exp.uri, dir, 'a'), readExport(exp.uri, dir, 'b')]);
+  assert.ok(a.equals(expectedImage(4 * MiB, [{ pattern: 0x5a, offset: 1 * MiB, length: 64 * KiB }])));
+  assert.ok(b.equals(a));
+  assert.equal(exp.running, true);
+  await exp.stop();
+  assert.equal(exp.running, false);
+  assert.deepEqual(
+    (await readdir(dir)).filter((f) => f.startsWith('lifeboat-qemu-nbd-')),
+    [],
+  );
 });

@@ -32,9 +32,12 @@ interface QemuImgInfo {
  */
 export async function readQcow2Bitmaps(
   imagePath: string,
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; format?: string } = {},
 ): Promise<Qcow2BitmapInfo[]> {
-  const args = ['info', '--output=json', '--force-share', imagePath];
+  // Pass `format` when it is known (the domain XML has it): probing lets a guest that wrote a qcow2
+  // header into its raw disk decide how the host reads that file.
+  const format = options.format ? ['-f', options.format] : [];
+  const args = ['info', '--output=json', '--force-share', ...format, imagePath];
   const res = await runCommand('qemu-img', args, { timeoutMs: options.timeoutMs ?? 30_000 });
   if (res.exitCode !== 0 || res.timedOut) {
     throw new HypervisorError(
