@@ -6,8 +6,10 @@
 #
 # The machine has no systemd, so the daemons run with -d and write their usual PID files; the PIDs of
 # the ones *we* started are copied to STATE_DIR so `stop` never touches a daemon someone else runs.
-# Test domains use `<interface type='user'>` (QEMU's slirp), so libvirt's `default` network (which
-# needs dnsmasq, iptables and a bridge) is never required.
+# Test domains use `<interface type='user'>` (QEMU's slirp), so libvirt's `default` network is never
+# required — on this machine it cannot even start ("Unable to find 'dnsmasq' binary"). A test that
+# needs a libvirt network defines an isolated one without <ip> (just `<bridge name='...'/>`): that
+# needs no dnsmasq and starts fine here.
 set -euo pipefail
 
 cmd="${1:-}"
