@@ -40,6 +40,8 @@ const CASES: ReadonlyArray<[string, string]> = [
     'DOMAIN_EXISTS',
   ],
   ['error: XML error: missing element or attribute\n', 'INVALID_XML'],
+  ['error: Requested operation is not valid: cannot undefine inactive domain\n', 'DOMAIN_NOT_RUNNING'],
+  ['error: Requested operation is not valid: cannot do this on an active domain\n', 'DOMAIN_RUNNING'],
   ["error: Failed to open file 'x.xml': No such file or directory\n", 'VIRSH_FAILED'],
 ];
 

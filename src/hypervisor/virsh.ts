@@ -44,7 +44,7 @@ const ERROR_PATTERNS: ReadonlyArray<readonly [RegExp, HypervisorErrorCode]> = [
   [/failed to get domain|Domain not found|no domain with matching/i, 'DOMAIN_NOT_FOUND'],
   [/domain .* already exists|already defined with uuid|already exists with uuid/i, 'DOMAIN_EXISTS'],
   [
-    /Domain is already active|domain is already running|domain is active|cannot .* active domain/i,
+    /Domain is already active|domain is already running|domain is active|cannot .*\bactive domain/i,
     'DOMAIN_RUNNING',
   ],
   [/domain is not running|inactive domain/i, 'DOMAIN_NOT_RUNNING'],
