@@ -105,7 +105,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     });
     const cloud = new LibvirtCloud(db, dispatcher);
     const controller = createDomainServices(db, {
-      vms: (hostId) => cloud.vms(hostId),
+      vms: (hostId) => cloud.vms(hostId, { refresh: true }),
       hooks: dispatcher.hooks,
       wake: (jobId) => void dispatcher.addTasks(jobId, []).catch(() => undefined),
     });

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+// The datamover handlers of workload snapshots and restores (`serve`'s local datamover, `datamover`).
+import '../../datamover/handlers/index.js';
 import { registerAdminCommands } from './admin.js';
 import { registerDatamoverCommand } from './datamover.js';
 import { registerDemoVmCommands } from './demo-vm.js';
