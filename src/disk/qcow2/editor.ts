@@ -1,5 +1,6 @@
 import { DiskError } from '../errors.js';
 import { LocalFile } from '../io.js';
+import { PositionalWriter } from '../positional-writer.js';
 import {
   decodeL2Entry,
   type L2Entry,
@@ -65,6 +66,8 @@ export class Qcow2Editor {
   private pendingFrees: { offset: number; length: number }[] = [];
   /** Called between the steps of a barrier (crash tests kill the process there). */
   onStep?: (step: string) => void;
+  /** Guest data writes: several in flight, flushed behind; drained at every barrier. */
+  private readonly dataWriter: PositionalWriter;
 
   private constructor(
     readonly file: LocalFile,
@@ -78,6 +81,7 @@ export class Qcow2Editor {
     this.rt = rt;
     this.nextFree = nextFree;
     this.batchStart = nextFree;
+    this.dataWriter = new PositionalWriter(file.handle, { maxInFlight: 4, flushBehindBytes: 128 << 20 });
   }
 
   /** Opens `path` read-write. Refuses what in-place editing cannot keep consistent. */
@@ -195,6 +199,14 @@ export class Qcow2Editor {
     this.pendingFrees.push({ offset, length });
   }
 
+  /**
+   * Starts writing guest data (returns once started); `onWritten` runs when `buf` is no longer
+   * needed. The next barrier waits for it.
+   */
+  writeData(offset: number, buf: Buffer, onWritten?: () => void): Promise<void> {
+    return this.dataWriter.write(buf, offset, onWritten);
+  }
+
   async writeAt(offset: number, buf: Buffer): Promise<void> {
     let done = 0;
     while (done < buf.length) {
@@ -207,6 +219,7 @@ export class Qcow2Editor {
   /** Makes everything since the last barrier durable and visible, in the crash-safe order. */
   async barrier(): Promise<void> {
     const fh = this.file.handle;
+    await this.dataWriter.drain();
     for (const s of this.l2.values()) if (s.isNew) await this.writeAt(s.offset, s.table);
     this.onStep?.('new-clusters-written');
     await fh.sync();
@@ -457,10 +470,11 @@ export class Qcow2Editor {
   }
 
   async sync(): Promise<void> {
-    await this.file.handle.sync();
+    await this.dataWriter.finish();
   }
 
   async close(): Promise<void> {
+    await this.dataWriter.settle();
     await this.file.close();
   }
 }

@@ -17,6 +17,7 @@ import {
   writeJournal,
 } from './commit-journal.js';
 import { Qcow2Editor } from './editor.js';
+import { readQcow2Header } from './format.js';
 
 /*
  * `commit`: folds an overlay into its backing image (the retention primitive), then puts the merged
@@ -107,10 +108,14 @@ export async function commitOverlay(overlayPath: string, options: CommitOptions 
   });
   options.onStep?.('merged');
   const j = journal as unknown as CommitJournal;
-  j.phase = 'rename';
   j.base = baseName;
   j.backingRewrite = await planBackingRewrite(basePath, overlay);
-  await writeJournal(journalPath, j);
+  if (j.backingRewrite) {
+    // A re-run must know the final name once the base's name has been made absolute. Without a
+    // rewrite, a re-run from phase 'merge' merges again (idempotent) and renames: no write needed.
+    j.phase = 'rename';
+    await writeJournal(journalPath, j);
+  }
   await renameIntoPlace(overlay, basePath, j, journalPath, options);
   return { mergedPath: overlay, basePath, bytesCopied: copied, alreadyDone: false };
 }
@@ -120,15 +125,15 @@ async function planBackingRewrite(
   basePath: string,
   overlay: string,
 ): Promise<CommitJournal['backingRewrite']> {
-  const editor = await Qcow2Editor.open(basePath);
+  const file = await LocalFile.open(basePath);
   try {
-    const name = editor.header.backingFileName;
+    const name = (await readQcow2Header(file)).backingFileName;
     if (name === undefined || isAbsolute(name)) return undefined;
     const absolute = resolve(dirname(basePath), name);
     const final = relative(dirname(overlay), absolute);
     return final === name ? undefined : { absolute, final };
   } finally {
-    await editor.close();
+    await file.close();
   }
 }
 
@@ -257,8 +262,8 @@ async function copyRuns(
   let done = 0;
   let sinceBarrier = 0;
   const empty = Buffer.alloc(0);
-  const readAhead = options.readAhead ?? 4;
-  const pool = new BufferPool(perItem * cs, readAhead + 2);
+  const readAhead = options.readAhead ?? 8;
+  const pool = new BufferPool(perItem * cs, readAhead + 6);
   const reader = bufferReaderFor(chain);
   await readAheadInOrder(
     workItems(runs, perItem),
@@ -284,11 +289,7 @@ async function copyRuns(
         sinceBarrier += item.count * 8; // metadata only; still bounds the batch
       } else {
         const data = buf.subarray(0, item.count * cs);
-        try {
-          await writeData(editor, item, data);
-        } finally {
-          pool.release(buf);
-        }
+        await writeData(editor, item, data, () => pool.release(buf));
         done += data.length;
         sinceBarrier += data.length;
         options.onProgress?.(done, total);
@@ -317,7 +318,13 @@ function markZero(editor: Qcow2Editor, item: WorkItem): void {
   }
 }
 
-async function writeData(editor: Qcow2Editor, item: WorkItem, data: Buffer): Promise<void> {
+/** Points the item's clusters at their base clusters and starts the writes; `release` runs after. */
+async function writeData(
+  editor: Qcow2Editor,
+  item: WorkItem,
+  data: Buffer,
+  release: () => void,
+): Promise<void> {
   const cs = editor.clusterSize;
   const writes: { host: number; from: number; length: number }[] = [];
   for (let i = 0; i < item.count; i++) {
@@ -335,5 +342,9 @@ async function writeData(editor: Qcow2Editor, item: WorkItem, data: Buffer): Pro
     if (last && last.host + last.length === host && last.from + last.length === i * cs) last.length += cs;
     else writes.push({ host, from: i * cs, length: cs });
   }
-  for (const w of writes) await editor.writeAt(w.host, data.subarray(w.from, w.from + w.length));
+  let pending = writes.length;
+  const written = () => {
+    if (--pending === 0) release();
+  };
+  for (const w of writes) await editor.writeData(w.host, data.subarray(w.from, w.from + w.length), written);
 }
