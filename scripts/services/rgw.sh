@@ -6,7 +6,8 @@
 #   rgw.sh stop STATE_DIR    # stops the daemons it started, by PID
 #
 # rgw.env holds LIFEBOAT_TEST_S3_ENDPOINT, LIFEBOAT_TEST_S3_ACCESS_KEY, LIFEBOAT_TEST_S3_SECRET_KEY and
-# LIFEBOAT_TEST_S3_REGION. memstore keeps every object in RAM, so the cluster is throwaway by design.
+# LIFEBOAT_TEST_S3_REGION. memstore keeps every object in RAM (up to 4 GiB, allocated as used), so the
+# cluster is throwaway by design.
 set -euo pipefail
 
 cmd="${1:-}"
@@ -96,7 +97,7 @@ keyring = $dir/keyring
 mon data = $dir/mon/\$id
 osd data = $dir/osd/\$id
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = 4294967296
 osd pool default size = 1
 osd pool default min size = 1
 osd pool default pg num = 8
@@ -106,9 +107,12 @@ mon allow pool size one = true
 mon allow pool delete = true
 mon warn on pool no redundancy = false
 mon max pg per osd = 1000
-mon osd full ratio = .99
-mon osd nearfull ratio = .99
+mon osd nearfull ratio = .96
+mon osd backfillfull ratio = .97
+mon osd full ratio = .98
 osd failsafe full ratio = .99
+mon data avail warn = 2
+mon data avail crit = 1
 erasure code dir = /usr/lib/x86_64-linux-gnu/ceph/erasure-code
 osd class dir = /usr/lib/x86_64-linux-gnu/rados-classes
 crash dir = $dir/crash

@@ -27,6 +27,18 @@ export class HashingSink implements ByteSink {
   ) {}
 
   async write(chunk: Buffer): Promise<void> {
+    // The inner write (file I/O on libuv's pool, or a network send) runs while we hash on this
+    // thread: hashing only reads the buffer, so the caller's contract is unchanged.
+    const written = this.inner.write(chunk);
+    try {
+      this.hashChunk(chunk);
+    } finally {
+      await written;
+    }
+    this.size += chunk.length;
+  }
+
+  private hashChunk(chunk: Buffer): void {
     let off = 0;
     while (off < chunk.length) {
       const n = Math.min(chunk.length - off, this.blockSize - this.inBlock);
@@ -39,8 +51,6 @@ export class HashingSink implements ByteSink {
         this.inBlock = 0;
       }
     }
-    this.size += chunk.length;
-    await this.inner.write(chunk);
   }
 
   async close(): Promise<void> {
@@ -64,7 +74,10 @@ export class HashingSink implements ByteSink {
   }
 }
 
-/** The same digest computed by reading a file (verify). */
+/** Reads kept in flight by digestFile: enough to hide S3 request latency, little memory. */
+const DIGEST_READ_AHEAD = 3;
+
+/** The same digest computed by reading a file (verify); later blocks are read while one is hashed. */
 export async function digestFile(
   read: (offset: number, length: number) => Promise<Buffer>,
   size: number,
@@ -72,8 +85,21 @@ export async function digestFile(
   onBlock?: (index: number, digest: string) => void,
 ): Promise<string[]> {
   const blocks: string[] = [];
-  for (let off = 0, i = 0; off < size; off += blockSize, i++) {
-    const buf = await read(off, Math.min(blockSize, size - off));
+  const count = Math.ceil(size / blockSize);
+  const inFlight: Promise<Buffer>[] = [];
+  let issued = 0;
+  const issue = () => {
+    while (issued < count && inFlight.length < DIGEST_READ_AHEAD) {
+      const p = read(issued * blockSize, Math.min(blockSize, size - issued * blockSize));
+      p.catch(() => {}); // awaited in order below; a failure is reported there
+      inFlight.push(p);
+      issued++;
+    }
+  };
+  for (let i = 0; i < count; i++) {
+    issue();
+    const buf = await inFlight.shift()!;
+    issue();
     const d = createHash('sha256').update(buf).digest('hex');
     blocks.push(d);
     onBlock?.(i, d);

@@ -65,6 +65,8 @@ export class S3Backend implements TargetBackend {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 3,
+      // A full or wedged server (RGW blocks writes when its OSDs are full) must fail, not hang forever.
+      requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 },
     });
   }
 
