@@ -153,6 +153,19 @@ describe('filesystem target', () => {
     assert.equal((await cleanupUnfinished(backend, { olderThanMs: 0 })).removed.length, 1);
   });
 
+  it('deletes a snapshot commit marker first, and never a parent still in use', async () => {
+    const { root, backend } = await freshTarget('delete');
+    const { Target } = await import('../src/target/target.js');
+    const { WorkloadLease } = await import('../src/target/lease.js');
+    const target = await Target.open(backend);
+    const lease = await WorkloadLease.acquire(backend, 'wl-1', { installationId: 'a', host: 'h' });
+    await assert.rejects(target.deleteSnapshot(lease, 's1'), /parent of s2/);
+    assert.ok((await target.deleteSnapshot(lease, 's2')) >= 3);
+    await lease.release();
+    assert.deepEqual(await readdir(join(root, 'workloads/wl-1/snapshots')), ['s1']);
+    assert.deepEqual((await verifyTarget(backend)).findings, []);
+  });
+
   it('a target copied to another directory still scans, verifies and opens in qemu-img', async () => {
     const { root } = await freshTarget('original');
     const copy = join(dir, 'elsewhere', 'moved-target');

@@ -6,6 +6,7 @@ import { assertSafeId } from './keys.js';
 import {
   ROOT_KEY,
   snapshotKey,
+  snapshotPrefix,
   snapshotsPrefix,
   vmKey,
   vmsPrefix,
@@ -87,6 +88,28 @@ export class Target {
   /** The snapshot's commit marker; undefined for an unfinished (or absent) snapshot. */
   readSnapshot(workloadId: string, snapshotId: string): Promise<SnapshotMeta | undefined> {
     return readMetadata(this.backend, 'snapshot', snapshotKey(workloadId, snapshotId));
+  }
+
+  /**
+   * Deletes a committed snapshot under the lease: the commit marker goes first, so a crash midway
+   * leaves an unfinished folder (removed by cleanup), never a snapshot with missing files. Refuses a
+   * snapshot that another committed snapshot still builds on (merge it first).
+   */
+  async deleteSnapshot(lease: WorkloadLease, snapshotId: string): Promise<number> {
+    const wid = lease.workloadId;
+    await lease.assertHeld();
+    for (const sid of await this.listSnapshotFolders(wid)) {
+      if (sid === snapshotId) continue;
+      const other = await this.readSnapshot(wid, sid).catch(() => undefined);
+      if (other?.parentSnapshotId === snapshotId) {
+        throw new TargetError(
+          'TARGET_STATE',
+          `snapshot ${snapshotId} is the parent of ${sid}; merge before deleting`,
+        );
+      }
+    }
+    await this.backend.delete(snapshotKey(wid, snapshotId));
+    return this.backend.deletePrefix(snapshotPrefix(wid, snapshotId));
   }
 
   async listVmIds(workloadId: string, snapshotId: string): Promise<string[]> {
