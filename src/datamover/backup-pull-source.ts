@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import type { PullBackupDiskSpec } from '../hypervisor/backup-xml.js';
 import type { CheckpointDiskSpec } from '../hypervisor/checkpoint-xml.js';
 import type { DomainDescription } from '../hypervisor/domain-description.js';
@@ -48,7 +48,9 @@ export async function startPullBackup(opts: PullSourceOptions): Promise<BackupSo
     checkpoint: planned.get(d.target)?.tracksChanges ? 'bitmap' : 'no',
   }));
   const withCheckpoint = checkpointDisks.some((d) => d.checkpoint === 'bitmap');
-  await mkdir(opts.workDir, { recursive: true, mode: 0o755 });
+  await mkdir(opts.workDir, { recursive: true });
+  // QEMU runs as another user: it must traverse this directory to its job's socket and scratch files.
+  await chmod(opts.workDir, 0o755);
   await opts.journal.update((j) => {
     j.pullJob = { jobDir: opts.workDir, scratchFiles: [] };
   });
