@@ -77,7 +77,7 @@ const DEFAULT_CHUNK_BYTES = 2 << 20;
 export async function commitOverlay(overlayPath: string, options: CommitOptions = {}): Promise<CommitResult> {
   const overlay = resolve(overlayPath);
   const journalPath = journalPathFor(overlay);
-  let journal = await readJournal(journalPath);
+  const journal = await readJournal(journalPath);
   const overlayId = await fileIdentity(overlay);
   if (overlayId === undefined && journal === undefined) {
     throw new DiskError('DISK_NOT_FOUND', `${overlayPath}: no such file`);
@@ -93,7 +93,6 @@ export async function commitOverlay(overlayPath: string, options: CommitOptions 
     if (journal.phase === 'done' || (await fileIdentity(basePath)) !== journal.baseId) {
       // Stale: a different file now sits at the overlay's or the base's path.
       await removeJournal(journalPath);
-      journal = undefined;
     } else if (journal.phase === 'rename') {
       await renameIntoPlace(overlay, basePath, journal, journalPath, options);
       return { mergedPath: overlay, basePath, bytesCopied: 0, alreadyDone: false };
@@ -101,14 +100,19 @@ export async function commitOverlay(overlayPath: string, options: CommitOptions 
   }
   if (overlayId === undefined) throw new DiskError('DISK_NOT_FOUND', `${overlayPath}: no such file`);
 
-  const { basePath, baseName, copied } = await mergeIntoBase(overlay, options, async (baseName, baseId) => {
-    journal = { kind: 'lifeboat-commit-journal', version: 1, phase: 'merge', base: baseName, baseId };
-    await writeJournal(journalPath, journal);
+  const startJournal = (base: string, baseId: string): CommitJournal => ({
+    kind: 'lifeboat-commit-journal',
+    version: 1,
+    phase: 'merge',
+    base,
+    baseId,
+  });
+  const { basePath, baseName, baseId, copied } = await mergeIntoBase(overlay, options, async (base, id) => {
+    await writeJournal(journalPath, startJournal(base, id));
     options.onStep?.('journal-written');
   });
   options.onStep?.('merged');
-  const j = journal as unknown as CommitJournal;
-  j.base = baseName;
+  const j = startJournal(baseName, baseId);
   j.backingRewrite = await planBackingRewrite(basePath, overlay);
   if (j.backingRewrite) {
     // A re-run must know the final name once the base's name has been made absolute. Without a
@@ -183,6 +187,7 @@ async function finishAfterRename(
 interface MergeOutcome {
   basePath: string;
   baseName: string;
+  baseId: string;
   copied: number;
 }
 
@@ -219,7 +224,8 @@ async function mergeIntoBase(
     editor = await Qcow2Editor.open(basePath);
     editor.onStep = options.onStep;
     const baseId = await fileIdentity(basePath);
-    await beforeWrite(baseName, baseId!);
+    if (baseId === undefined) throw new DiskError('DISK_NOT_FOUND', `${basePath}: no such file`);
+    await beforeWrite(baseName, baseId);
 
     const size = top.virtualSize;
     await editor.growTo(size);
@@ -233,7 +239,7 @@ async function mergeIntoBase(
     const copied = await copyRuns(chain, editor, runs, total, options);
     await editor.barrier();
     await editor.sync();
-    return { basePath, baseName, copied };
+    return { basePath, baseName, baseId, copied };
   } finally {
     await editor?.close();
     await chain.close();
