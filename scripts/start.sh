@@ -20,7 +20,7 @@ done
 
 bash scripts/install-deps.sh
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  npm install --no-audit --no-fund  # not `npm ci`: see scripts/test.sh
 fi
 
 state="${LIFEBOAT_HOME:-$HOME/.lifeboat}"

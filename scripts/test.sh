@@ -9,8 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-if [ ! -d node_modules ] || [ "${CI:-}" = "true" ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+# `npm install`, not `npm ci`: the lock file holds only this platform's optional binaries (Biome's
+# other-platform packages are not on the registry mirror here), which `npm ci` refuses as out of sync.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm install --no-audit --no-fund
 fi
 
 # Test services: each scripts/services/NAME.sh has `start STATE_DIR` (writes STATE_DIR/NAME.env with
