@@ -18,6 +18,8 @@ interface ChainOptions {
   baseSize?: string;
   overlaySize?: string;
   compressedBase?: boolean;
+  /** Subclusters (extended L2 entries) in the overlay. */
+  overlayExtendedL2?: boolean;
 }
 
 /**
@@ -44,7 +46,8 @@ async function buildChain(dir: string, o: ChainOptions = {}): Promise<void> {
   }
   if (!o.compressedBase) await qemuIo(s0, ['write -P 0x11 0 10M', 'write -P 0x12 30M 3M']);
   const s1 = join(dir, 's1/d.qcow2');
-  const s1Args = ['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${o.overlayCluster ?? 65536}`];
+  const s1Opts = `cluster_size=${o.overlayCluster ?? 65536}${o.overlayExtendedL2 ? ',extended_l2=on' : ''}`;
+  const s1Args = ['create', '-q', '-f', 'qcow2', '-o', s1Opts];
   s1Args.push('-b', '../s0/d.qcow2', '-F', 'qcow2', s1);
   if (o.overlaySize) s1Args.push(o.overlaySize);
   await qemuImg(...s1Args);
@@ -121,6 +124,8 @@ describe('commitOverlay (qemu-img commit as the oracle)', () => {
     agree({ baseCluster: 512, overlayCluster: 4096 }));
   it('merges into a version 2 base (no zero flag)', () => agree({ baseCompat: '0.10', below: true }));
   it('merges over compressed base clusters', () => agree({ compressedBase: true }));
+  it('merges an overlay with subclusters (extended L2)', () =>
+    agree({ overlayExtendedL2: true, baseCluster: 4096, below: true }));
   it('grows the base (and moves its L1 table) when the overlay is larger', () =>
     agree({ baseSize: '34M', overlaySize: '128M', baseCluster: 512 }));
 
