@@ -100,6 +100,8 @@ test('domain lifecycle: define, start, list, destroy, undefine, typed errors', a
   summary = (await hv.domains.list()).find((d) => d.name === dom.name);
   assert.equal(summary?.state, 'running');
   assert.equal(summary?.uuid, await hv.domains.uuid(dom.name));
+  assert.equal(await hv.domains.exists(dom.name), true);
+  assert.equal(await hv.domains.exists(summary!.uuid), true, 'looked up by UUID too');
 
   await rejectsWithCode(hv.domains.start(dom.name), 'DOMAIN_RUNNING');
   await rejectsWithCode(hv.domains.describe('lbtest-no-such-domain'), 'DOMAIN_NOT_FOUND');

@@ -68,9 +68,10 @@ export class LibvirtDomains {
     });
   }
 
+  /** `domain` may be a name, an id or a UUID (`domuuid` would not look a domain up by its UUID). */
   async exists(domain: string): Promise<boolean> {
     try {
-      await this.virsh.run(['domuuid', domain]);
+      await this.virsh.run(['domstate', domain]);
       return true;
     } catch (err) {
       if (err instanceof HypervisorError && err.code === 'DOMAIN_NOT_FOUND') return false;
