@@ -9,16 +9,11 @@ import {
   readL1Table,
   readL2Table,
   readQcow2Header,
-  readRefcount,
-  readRefcountBlock,
-  readRefcountTable,
-  refcountTableEntry,
   writeL1Entry,
-  writeRefcount,
-  writeRefcountTableEntry,
   writeStandardL2Entry,
   writeU64,
 } from './format.js';
+import { RefcountEditor } from './refcount-editor.js';
 
 /*
  * In-place editing of one qcow2 image, in an order that survives a crash at any moment:
@@ -39,11 +34,11 @@ interface L2State {
   dirty: boolean;
 }
 
-interface BlockState {
-  offset: number;
-  buf: Buffer;
-  isNew: boolean;
-  dirty: boolean;
+async function writeAll(file: LocalFile, offset: number, buf: Buffer): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    done += (await file.handle.write(buf, done, buf.length - done, offset + done)).bytesWritten;
+  }
 }
 
 function unsupported(path: string, what: string): DiskError {
@@ -56,12 +51,9 @@ export class Qcow2Editor {
   private l1DirtyLo = Number.POSITIVE_INFINITY;
   private l1DirtyHi = -1;
   private readonly l2 = new Map<number, L2State>();
-  private rt: Buffer;
-  private rtDirty = new Set<number>();
-  /** A refcount table relocated in this batch (written whole, then the header points at it). */
-  private rtRelocated?: { offset: number; clusters: number; old: { offset: number; clusters: number } };
-  private readonly blocks = new Map<number, BlockState>();
-  private nextFree: number;
+  private readonly refcounts: RefcountEditor;
+  /** First byte past every cluster in use: new clusters are only ever taken here. */
+  nextFree: number;
   private batchStart: number;
   private pendingFrees: { offset: number; length: number }[] = [];
   /** Called between the steps of a barrier (crash tests kill the process there). */
@@ -73,12 +65,12 @@ export class Qcow2Editor {
     readonly file: LocalFile,
     readonly header: Qcow2Header,
     l1: Buffer,
-    rt: Buffer,
+    refcounts: RefcountEditor,
     nextFree: number,
   ) {
     this.clusterSize = header.clusterSize;
     this.l1 = l1;
-    this.rt = rt;
+    this.refcounts = refcounts;
     this.nextFree = nextFree;
     this.batchStart = nextFree;
     this.dataWriter = new PositionalWriter(file.handle, { maxInFlight: 4, flushBehindBytes: 128 << 20 });
@@ -96,11 +88,12 @@ export class Qcow2Editor {
       if (h.dirty)
         throw unsupported(path, 'image is dirty (lazy refcounts): repair it with qemu-img check -r all');
       const l1 = Buffer.from(await readL1Table(file, h));
-      const rt = Buffer.from(await readRefcountTable(file, h));
-      const editor = new Qcow2Editor(file, h, l1, rt, 0);
-      editor.nextFree = await editor.findEnd();
-      editor.batchStart = editor.nextFree;
-      return editor;
+      const refcounts = await RefcountEditor.load(file, h, (offset, buf) => writeAll(file, offset, buf));
+      // Past the end of the file and past every cluster with a refcount (a crashed run may have
+      // counted clusters it never wrote).
+      const cs = h.clusterSize;
+      const end = Math.max(cs, Math.ceil(file.size / cs) * cs, await refcounts.endOfUsedClusters());
+      return new Qcow2Editor(file, h, l1, refcounts, end);
     } catch (err) {
       await file.close();
       throw err;
@@ -109,29 +102,6 @@ export class Qcow2Editor {
 
   get path(): string {
     return this.file.name;
-  }
-
-  /** First free byte: past the end of the file and past every cluster with a refcount. */
-  private async findEnd(): Promise<number> {
-    const cs = this.clusterSize;
-    let end = Math.ceil(this.file.size / cs) * cs;
-    const E = this.header.refcountBlockEntries;
-    for (let i = this.rtEntries - 1; i >= 0; i--) {
-      const off = refcountTableEntry(this.rt, i);
-      if (off === 0) continue;
-      const block = await readRefcountBlock(this.file, this.header, off);
-      for (let j = E - 1; j >= 0; j--) {
-        if (readRefcount(block, j, this.header.refcountOrder) !== 0) {
-          return Math.max(end, (i * E + j + 1) * cs);
-        }
-      }
-    }
-    end = Math.max(end, cs);
-    return end;
-  }
-
-  private get rtEntries(): number {
-    return this.rt.length / 8;
   }
 
   // ------------------------------------------------------------------------------------ L1/L2
@@ -207,11 +177,8 @@ export class Qcow2Editor {
     return this.dataWriter.write(buf, offset, onWritten);
   }
 
-  async writeAt(offset: number, buf: Buffer): Promise<void> {
-    let done = 0;
-    while (done < buf.length) {
-      done += (await this.file.handle.write(buf, done, buf.length - done, offset + done)).bytesWritten;
-    }
+  writeAt(offset: number, buf: Buffer): Promise<void> {
+    return writeAll(this.file, offset, buf);
   }
 
   // ------------------------------------------------------------------------------------ barrier
@@ -265,129 +232,28 @@ export class Qcow2Editor {
   /** Step 2: refcount 1 for everything allocated since the last barrier, then fsync. */
   private async commitRefcounts(): Promise<void> {
     if (this.nextFree === this.batchStart) return;
-    this.coverAllocations();
+    const superseded = this.refcounts.cover(this, this.batchStart);
+    if (superseded) this.freeLater(superseded.offset, superseded.length);
     const cs = this.clusterSize;
-    await this.setRefcounts(this.batchStart / cs, this.nextFree / cs, 1);
+    await this.refcounts.set(this.batchStart / cs, this.nextFree / cs, 1);
     await this.flushRefcounts();
     await this.file.handle.sync();
     this.batchStart = this.nextFree;
   }
 
-  /** Allocates the refcount blocks (and, when full, a bigger refcount table) new clusters need. */
-  private coverAllocations(): void {
-    const cs = this.clusterSize;
-    const E = this.header.refcountBlockEntries;
-    for (;;) {
-      const need = Math.floor((this.nextFree / cs - 1) / E) + 1;
-      if (need > this.rtEntries) {
-        this.relocateRefcountTable(need);
-        continue;
-      }
-      let changed = false;
-      for (let i = Math.floor(this.batchStart / cs / E); i < need; i++) {
-        if (refcountTableEntry(this.rt, i) !== 0) continue;
-        const offset = this.allocate(1);
-        this.blocks.set(i, { offset, buf: Buffer.alloc(cs), isNew: true, dirty: true });
-        writeRefcountTableEntry(this.rt, i, offset);
-        this.rtDirty.add(i);
-        changed = true;
-      }
-      if (!changed) return;
-    }
-  }
-
-  private relocateRefcountTable(need: number): void {
-    const cs = this.clusterSize;
-    // Room for twice what is needed, so one batch never relocates twice in a row.
-    const clusters = Math.ceil((need * 2 * 8) / cs);
-    const offset = this.allocate(clusters);
-    const grown = Buffer.alloc(clusters * cs);
-    this.rt.copy(grown);
-    this.rt = grown;
-    const old = this.rtRelocated
-      ? { offset: this.rtRelocated.offset, clusters: this.rtRelocated.clusters }
-      : { offset: this.header.refcountTableOffset, clusters: this.header.refcountTableClusters };
-    if (this.rtRelocated) this.freeLater(this.rtRelocated.offset, this.rtRelocated.clusters * cs);
-    this.rtRelocated = { offset, clusters, old: this.rtRelocated?.old ?? old };
-  }
-
-  private async block(index: number): Promise<BlockState> {
-    let b = this.blocks.get(index);
-    if (!b) {
-      const offset = refcountTableEntry(this.rt, index);
-      if (offset === 0) {
-        throw new DiskError(
-          'QCOW2_MALFORMED',
-          `${this.path}: refcount block ${index} missing for a used cluster`,
-        );
-      }
-      const buf = Buffer.from(await readRefcountBlock(this.file, this.header, offset));
-      b = { offset, buf, isNew: false, dirty: false };
-      this.blocks.set(index, b);
-    }
-    return b;
-  }
-
-  private async setRefcounts(firstCluster: number, endCluster: number, value: number): Promise<void> {
-    const E = this.header.refcountBlockEntries;
-    const order = this.header.refcountOrder;
-    for (let c = firstCluster; c < endCluster; ) {
-      const b = await this.block(Math.floor(c / E));
-      const stop = Math.min(endCluster, (Math.floor(c / E) + 1) * E);
-      for (; c < stop; c++) writeRefcount(b.buf, c % E, order, value);
-      b.dirty = true;
-    }
-  }
-
-  /** Writes dirty refcount blocks, then the table entries (or a relocated table and the header). */
   private async flushRefcounts(): Promise<void> {
-    for (const b of this.blocks.values()) {
-      if (b.dirty) await this.writeAt(b.offset, b.buf);
-      b.dirty = false;
-      b.isNew = false;
-    }
-    this.onStep?.('refcount-blocks-written');
-    if (this.rtRelocated) {
-      const r = this.rtRelocated;
-      await this.writeAt(r.offset, this.rt);
-      await this.file.handle.sync();
-      this.onStep?.('refcount-table-relocated');
-      const fields = Buffer.alloc(12);
-      writeU64(fields, 0, r.offset);
-      fields.writeUInt32BE(r.clusters, 8);
-      await this.writeAt(48, fields); // refcount_table_offset + refcount_table_clusters, one sector
-      this.header.refcountTableOffset = r.offset;
-      this.header.refcountTableClusters = r.clusters;
-      this.freeLater(r.old.offset, r.old.clusters * this.clusterSize);
-      this.rtRelocated = undefined;
-    } else {
-      for (const i of [...this.rtDirty].sort((a, b) => a - b)) {
-        await this.writeAt(this.header.refcountTableOffset + i * 8, this.rt.subarray(i * 8, i * 8 + 8));
-      }
-    }
-    this.rtDirty.clear();
-    // Clean blocks need not stay cached.
-    for (const [i, b] of this.blocks) if (!b.dirty) this.blocks.delete(i);
+    const replaced = await this.refcounts.flush(this.onStep);
+    if (replaced) this.freeLater(replaced.offset, replaced.length);
   }
 
   private async applyFrees(): Promise<void> {
-    if (this.pendingFrees.length === 0) return;
-    const cs = this.clusterSize;
-    const E = this.header.refcountBlockEntries;
-    const order = this.header.refcountOrder;
-    const frees = this.pendingFrees;
-    this.pendingFrees = [];
-    for (const f of frees) {
-      const first = Math.floor(f.offset / cs);
-      const last = Math.floor((f.offset + f.length - 1) / cs);
-      for (let c = first; c <= last; c++) {
-        const b = await this.block(Math.floor(c / E));
-        const v = readRefcount(b.buf, c % E, order);
-        if (v > 0) writeRefcount(b.buf, c % E, order, v - 1);
-        b.dirty = true;
-      }
+    // A relocated table's old clusters are freed by the flush below: loop until none is left.
+    while (this.pendingFrees.length > 0) {
+      const frees = this.pendingFrees;
+      this.pendingFrees = [];
+      for (const f of frees) await this.refcounts.decrement(f.offset, f.length);
+      await this.flushRefcounts();
     }
-    await this.flushRefcounts();
   }
 
   // ------------------------------------------------------------------------------------ header
