@@ -3,8 +3,10 @@ import type { DomainDisk } from '../hypervisor/domain-description.js';
 import { parseDomainXml } from '../hypervisor/domain-xml.js';
 import { HypervisorError } from '../hypervisor/errors.js';
 import type { LibvirtHypervisor } from '../hypervisor/libvirt.js';
+import { readQcow2Bitmaps } from '../hypervisor/qcow2-bitmaps.js';
 import type { TargetBackend } from '../target/backend.js';
 import type { VmDiskMeta, VmMeta } from '../target/metadata/schemas.js';
+import { removeQcow2Bitmap } from './backup-qcow2-bitmaps.js';
 import type { RestoreProgress } from './restore-domain.js';
 import { abortedError, RestoreError } from './restore-errors.js';
 import { writeDiskInPlace } from './restore-in-place-copy.js';
@@ -103,9 +105,10 @@ function pairDisks(
  * Sizes must match exactly: a disk grown or shrunk since the snapshot is refused (resize it back
  * first, or restore as a new domain). Every disk is opened and checked before any is written.
  *
- * Afterwards every checkpoint of the domain is deleted: their dirty bitmaps counted writes since
- * some earlier point, and the restore rewrote the disks behind them, so the next backup of the
- * domain must be a full one (with no checkpoint left, it is).
+ * Afterwards every checkpoint of the domain is deleted and every persistent bitmap is removed from
+ * the restored qcow2 images: the bitmaps counted writes since some earlier point, and the restore
+ * rewrote the disks behind them, so the next backup of each restored disk must be a full one (with
+ * neither checkpoint nor bitmap left, it is). Disks that were not restored keep their bitmaps.
  */
 export async function restoreInPlace(opts: RestoreInPlaceOptions): Promise<RestoreInPlaceResult> {
   const { hypervisor: hv, vm, signal } = opts;
@@ -179,7 +182,18 @@ export async function restoreInPlace(opts: RestoreInPlaceOptions): Promise<Resto
     await Promise.all(targets.map((t) => (ok ? t.close() : t.abort())));
   }
   const deletedCheckpoints = await deleteAllCheckpoints(hv, opts.domain);
+  for (const r of results) if (r.format === 'qcow2') await removeAllBitmaps(r.path);
   return { domain: opts.domain, disks: results, untouched, deletedCheckpoints };
+}
+
+/**
+ * Removes every persistent bitmap from a restored qcow2 image. Deleting the checkpoints is not
+ * enough: on a shut-off domain libvirt can only forget their metadata, and a later backup could
+ * redefine a checkpoint from the XML saved on the target and find its bitmap still in the image.
+ * With the bitmaps gone, such a redefine fails validation and that disk's next backup is a full.
+ */
+export async function removeAllBitmaps(image: string): Promise<void> {
+  for (const b of await readQcow2Bitmaps(image, { format: 'qcow2' })) await removeQcow2Bitmap(image, b.name);
 }
 
 /**
