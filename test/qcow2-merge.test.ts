@@ -4,7 +4,7 @@ import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { journalPathFor } from '../src/disk/qcow2/commit-journal.js';
-import { commitOverlay } from '../src/disk/qcow2/merge.js';
+import { commitOverlay, forgetCommit } from '../src/disk/qcow2/merge.js';
 import { qemuImg, qemuImgInfo, qemuIo, tempDir } from './helpers/qemu-img.js';
 import { assertCheckClean, assertSameContent, qemuCheck } from './helpers/sparse-fixtures.js';
 
@@ -129,7 +129,7 @@ describe('commitOverlay (qemu-img commit as the oracle)', () => {
   it('grows the base (and moves its L1 table) when the overlay is larger', () =>
     agree({ baseSize: '34M', overlaySize: '128M', baseCluster: 512 }));
 
-  it('does nothing when run again after completing, and ignores a stale journal', async () => {
+  it('does nothing when run again after completing, forgets, and ignores a stale journal', async () => {
     const d = await freshDir();
     await buildChain(d);
     const overlay = join(d, 's1/d.qcow2');
@@ -137,22 +137,14 @@ describe('commitOverlay (qemu-img commit as the oracle)', () => {
     const again = await commitOverlay(overlay);
     assert.equal(again.alreadyDone, true);
     assert.equal(again.bytesCopied, 0);
-    // A new overlay at the same path (a different inode): the old journal no longer applies.
-    await rm(overlay);
-    await qemuImg(
-      'create',
-      '-q',
-      '-f',
-      'qcow2',
-      '-b',
-      '../b/none.qcow2',
-      '-F',
-      'qcow2',
-      '-u',
-      overlay,
-      '64M',
-    );
-    await assert.rejects(commitOverlay(overlay), { code: 'DISK_NOT_FOUND' });
+    await forgetCommit(overlay);
+    await assert.rejects(readFile(journalPathFor(overlay)), { code: 'ENOENT' });
+    const top = join(d, 's2/d.qcow2');
+    await commitOverlay(top); // the next one down the chain, as retention does
+    // A new image at the same path (a different file): the old journal no longer applies.
+    await rm(top);
+    await qemuImg('create', '-q', '-f', 'qcow2', '-b', '../b/none.qcow2', '-F', 'qcow2', '-u', top, '64M');
+    await assert.rejects(commitOverlay(top), { code: 'DISK_NOT_FOUND' });
   });
 
   it('refuses what it cannot commit with a typed error', async () => {

@@ -176,3 +176,12 @@ async function finishAfterRename(
   await writeJournal(journalPath, journal);
   options.onStep?.('done');
 }
+
+/**
+ * Deletes the journal a completed commit leaves beside the merged image. Only once the caller has
+ * recorded that the commit happened (e.g. in the catalog or the target's metadata): without the
+ * journal, committing the same path again would merge the merged image into ITS backing file.
+ */
+export async function forgetCommit(overlayPath: string): Promise<void> {
+  await removeJournal(journalPathFor(resolve(overlayPath)));
+}
