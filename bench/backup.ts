@@ -56,6 +56,12 @@ const DATA = parseSize(arg('data', '2G'));
 const DIRTY_PERCENT = Number(arg('dirty', '1'));
 const ROUNDS = Math.max(1, Number(arg('rounds', '2')));
 const VERIFY = process.argv.includes('--verify');
+/** Tuning of our reader (defaults: copyDiskToTarget's). */
+const TUNING = {
+  connections: process.argv.includes('--connections') ? Number(arg('connections', '2')) : undefined,
+  maxInFlight: process.argv.includes('--inflight') ? Number(arg('inflight', '16')) : undefined,
+  readAhead: process.argv.includes('--readahead') ? Number(arg('readahead', '8')) : undefined,
+};
 const VMDIR = process.env.LIFEBOAT_TEST_VMDIR!;
 const CHUNK = 32 * M;
 
@@ -138,7 +144,10 @@ async function main(): Promise<void> {
         type: 'full',
         parentSnapshotId: null,
       });
-      keep('ours', await timed(() => copyDiskToTarget({ uri, writer, vmId: 'bench', disk: 'vda' })));
+      keep(
+        'ours',
+        await timed(() => copyDiskToTarget({ uri, writer, vmId: 'bench', disk: 'vda', ...TUNING })),
+      );
       ourImage = join(targetDir, diskImageKey('bench', sid, 'bench', 'vda'));
       if (round < ROUNDS - 1) await writer.abort();
       keep('nbdcopy-null', await timed(() => run('nbdcopy', [uri, 'null:'])));

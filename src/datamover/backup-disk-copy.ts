@@ -29,8 +29,13 @@ export interface DiskCopyInput {
   vmId: string;
   disk: string;
   clusterSize?: number;
-  /** NBD requests in flight (default 16) and bytes per request (default 2 MiB). */
+  /** NBD requests in flight per connection (default 16) and bytes per request (default 2 MiB). */
   maxInFlight?: number;
+  /**
+   * Connections reading at once (default 2), used only when the server allows several (multi-conn:
+   * QEMU advertises it for read-only exports). Reads are spread over them round robin.
+   */
+  connections?: number;
   maxRequestSize?: number;
   /** Chunks read ahead of the writer (default 8 x 4 MiB). */
   readAhead?: number;
@@ -54,11 +59,14 @@ export interface DiskCopyResult {
 
 export async function copyDiskToTarget(input: DiskCopyInput): Promise<DiskCopyResult> {
   const dirtyContext = input.dirtyBitmap ? dirtyBitmapContext(input.dirtyBitmap) : undefined;
-  const client = await NbdClient.connect(input.uri, {
-    metaContexts: dirtyContext ? [BASE_ALLOCATION, dirtyContext] : [BASE_ALLOCATION],
-    maxInFlight: input.maxInFlight ?? 16,
-    maxRequestSize: input.maxRequestSize ?? 2 << 20,
-  });
+  const connect = (metaContexts: string[]) =>
+    NbdClient.connect(input.uri, {
+      metaContexts,
+      maxInFlight: input.maxInFlight ?? 16,
+      maxRequestSize: input.maxRequestSize ?? 2 << 20,
+    });
+  const client = await connect(dirtyContext ? [BASE_ALLOCATION, dirtyContext] : [BASE_ALLOCATION]);
+  const readers = [client];
   let image: DiskImageWriter | undefined;
   try {
     const size = client.size;
@@ -79,12 +87,16 @@ export async function copyDiskToTarget(input: DiskCopyInput): Promise<DiskCopyRe
       ? intersectDirtyWithAllocation(await readDirtyExtents(client, input.dirtyBitmap!), allocation)
       : allocation;
     input.signal?.throwIfAborted();
+    const wanted = client.canMultiConn ? Math.max(1, input.connections ?? 2) : 1;
+    while (readers.length < wanted) readers.push(await connect([]));
+    let next = 0;
+    const read = (offset: number, length: number) => readers[next++ % readers.length]!.read(offset, length);
     const backing = incremental ? input.writer.backingFor(input.vmId, input.disk) : null;
     const qcow2 = new Qcow2Writer(
       {
         virtualSize: size,
         extents,
-        source: { read: (offset, length) => client.read(offset, length) },
+        source: { read },
         clusterSize: input.clusterSize,
         backing: backing === null ? undefined : { name: backing, format: 'qcow2' },
       },
@@ -106,6 +118,6 @@ export async function copyDiskToTarget(input: DiskCopyInput): Promise<DiskCopyRe
     await image?.abort().catch(() => {});
     throw err;
   } finally {
-    await client.close().catch(() => client.destroy());
+    for (const r of readers) await r.close().catch(() => r.destroy());
   }
 }
