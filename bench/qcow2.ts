@@ -2,6 +2,7 @@
  * qcow2 engine benchmark: Lifeboat against qemu-img on the same data in the same run.
  *
  *   npx tsx bench/qcow2.ts [--size 8G] [--data 2G] [--layers 10] [--rounds 2] [--dir /var/tmp] [--verify]
+ *                          [--cases convert,chain,commit]
  *
  * Cases (fresh copies of the same images for each tool):
  *   1. raw -> qcow2          ours: convertImage          theirs: qemu-img convert -O qcow2
@@ -45,6 +46,7 @@ const DATA = parseSize(arg('data', '2G'));
 const LAYERS = Number(arg('layers', '10'));
 const VERIFY = process.argv.includes('--verify');
 const ROUNDS = Math.max(1, Number(arg('rounds', '2')));
+const CASES = new Set(arg('cases', 'convert,chain,commit').split(','));
 
 /** A pool of random bytes; content is taken from it at varying offsets (non-zero, incompressible). */
 const POOL = randomBytes(32 * M);
@@ -197,101 +199,113 @@ async function main(): Promise<void> {
       `bench dir ${dir}: virtual ${SIZE / M} MiB, data ~${DATA / M} MiB, ${LAYERS}-deep chain, best of ${ROUNDS}`,
     );
 
-    // 1. raw -> qcow2
-    const rawExtents = scatter(SIZE, DATA, 1);
-    const raw = join(dir, 'src.raw');
-    await makeRaw(raw, rawExtents);
-    await warm(raw);
-    await measure(
-      'raw -> qcow2',
-      dataBytes(rawExtents),
-      (r) => oursConvert(raw, out('ours', r, 'qcow2'), 'qcow2'),
-      (r) => sh('qemu-img', 'convert', '-t', 'writeback', '-O', 'qcow2', raw, out('theirs', r, 'qcow2')),
-      undefined,
-      async (r) => {
-        if (VERIFY) await sh('qemu-img', 'compare', '-f', 'raw', raw, out('ours', r, 'qcow2'));
-        await rm(out('ours', r, 'qcow2'));
-        await rm(out('theirs', r, 'qcow2'));
-      },
-    );
-    await rm(raw);
-
-    // 2. N-deep chain -> raw (layer 0 holds half the data, the others share the rest)
-    let chainData = 0;
-    let prev: string | undefined;
-    for (let i = 0; i < LAYERS; i++) {
-      const share = i === 0 ? DATA / 2 : DATA / 2 / Math.max(1, LAYERS - 1);
-      const ex = scatter(SIZE, share, 100 + i);
-      chainData += dataBytes(ex);
-      await makeQcow2(join(dir, `layer${i}.qcow2`), ex, prev);
-      prev = `layer${i}.qcow2`;
-    }
-    const top = join(dir, prev!);
-    const layerPaths = Array.from({ length: LAYERS }, (_, i) => join(dir, `layer${i}.qcow2`));
-    await warm(...layerPaths);
-    await measure(
-      `${LAYERS}-deep chain -> raw`,
-      chainData,
-      (r) => oursConvert(top, out('ours', r, 'raw'), 'raw'),
-      (r) => sh('qemu-img', 'convert', '-t', 'writeback', '-O', 'raw', top, out('theirs', r, 'raw')),
-      undefined,
-      async (r) => {
-        if (VERIFY)
-          await sh(
-            'qemu-img',
-            'compare',
-            '-f',
-            'raw',
-            '-F',
-            'raw',
-            out('ours', r, 'raw'),
-            out('theirs', r, 'raw'),
-          );
-        await rm(out('ours', r, 'raw'));
-        await rm(out('theirs', r, 'raw'));
-      },
-    );
-    for (const p of layerPaths) await rm(p);
-
-    // 3. commit: an overlay with a quarter of the data into a base holding the rest
-    const baseEx = scatter(SIZE, (DATA * 3) / 4, 7);
-    const overEx = scatter(SIZE, DATA / 4, 8);
-    const tpl = join(dir, 'tpl');
-    await sh('mkdir', '-p', `${tpl}/base`, `${tpl}/over`);
-    await makeQcow2(join(tpl, 'base/d.qcow2'), baseEx);
-    await makeQcow2(join(tpl, 'over/d.qcow2'), overEx, '../base/d.qcow2');
-    const copy = (who: string, r: number) => join(dir, `${who}-${r}`);
-    await measure(
-      'commit',
-      dataBytes(overEx),
-      (r) => commitOverlay(join(copy('ours', r), 'over/d.qcow2')).then(() => {}),
-      (r) => sh('qemu-img', 'commit', '-q', join(copy('theirs', r), 'over/d.qcow2')),
-      async (r) => {
-        for (const who of ['ours', 'theirs']) await sh('cp', '-r', '--sparse=always', tpl, copy(who, r));
-        await warm(
-          ...['ours', 'theirs'].flatMap((w) => [
-            join(copy(w, r), 'base/d.qcow2'),
-            join(copy(w, r), 'over/d.qcow2'),
-          ]),
-        );
-      },
-      async (r) => {
-        if (VERIFY)
-          await sh(
-            'qemu-img',
-            'compare',
-            join(copy('ours', r), 'over/d.qcow2'),
-            join(copy('theirs', r), 'base/d.qcow2'),
-          );
-        await rm(copy('ours', r), { recursive: true });
-        await rm(copy('theirs', r), { recursive: true });
-      },
-    );
+    if (CASES.has('convert')) await benchConvert(dir, out);
+    if (CASES.has('chain')) await benchChain(dir, out);
+    if (CASES.has('commit')) await benchCommit(dir);
   } finally {
     await cleanup();
   }
   const worst = Math.min(...rows.map((r) => r.theirs / r.ours));
   console.log(`worst ratio ${worst.toFixed(2)} (ours/theirs throughput)`);
+}
+
+type OutPath = (who: string, round: number, ext: string) => string;
+
+/** 1. raw -> qcow2 */
+async function benchConvert(dir: string, out: OutPath): Promise<void> {
+  const rawExtents = scatter(SIZE, DATA, 1);
+  const raw = join(dir, 'src.raw');
+  await makeRaw(raw, rawExtents);
+  await warm(raw);
+  await measure(
+    'raw -> qcow2',
+    dataBytes(rawExtents),
+    (r) => oursConvert(raw, out('ours', r, 'qcow2'), 'qcow2'),
+    (r) => sh('qemu-img', 'convert', '-t', 'writeback', '-O', 'qcow2', raw, out('theirs', r, 'qcow2')),
+    undefined,
+    async (r) => {
+      if (VERIFY) await sh('qemu-img', 'compare', '-f', 'raw', raw, out('ours', r, 'qcow2'));
+      await rm(out('ours', r, 'qcow2'));
+      await rm(out('theirs', r, 'qcow2'));
+    },
+  );
+  await rm(raw);
+}
+
+/** 2. N-deep chain -> raw (layer 0 holds half the data, the others share the rest) */
+async function benchChain(dir: string, out: OutPath): Promise<void> {
+  let chainData = 0;
+  let prev: string | undefined;
+  for (let i = 0; i < LAYERS; i++) {
+    const share = i === 0 ? DATA / 2 : DATA / 2 / Math.max(1, LAYERS - 1);
+    const ex = scatter(SIZE, share, 100 + i);
+    chainData += dataBytes(ex);
+    await makeQcow2(join(dir, `layer${i}.qcow2`), ex, prev);
+    prev = `layer${i}.qcow2`;
+  }
+  const top = join(dir, prev!);
+  const layerPaths = Array.from({ length: LAYERS }, (_, i) => join(dir, `layer${i}.qcow2`));
+  await warm(...layerPaths);
+  await measure(
+    `${LAYERS}-deep chain -> raw`,
+    chainData,
+    (r) => oursConvert(top, out('ours', r, 'raw'), 'raw'),
+    (r) => sh('qemu-img', 'convert', '-t', 'writeback', '-O', 'raw', top, out('theirs', r, 'raw')),
+    undefined,
+    async (r) => {
+      if (VERIFY)
+        await sh(
+          'qemu-img',
+          'compare',
+          '-f',
+          'raw',
+          '-F',
+          'raw',
+          out('ours', r, 'raw'),
+          out('theirs', r, 'raw'),
+        );
+      await rm(out('ours', r, 'raw'));
+      await rm(out('theirs', r, 'raw'));
+    },
+  );
+  for (const p of layerPaths) await rm(p);
+}
+
+/** 3. commit: an overlay with a quarter of the data into a base holding the rest */
+async function benchCommit(dir: string): Promise<void> {
+  const baseEx = scatter(SIZE, (DATA * 3) / 4, 7);
+  const overEx = scatter(SIZE, DATA / 4, 8);
+  const tpl = join(dir, 'tpl');
+  await sh('mkdir', '-p', `${tpl}/base`, `${tpl}/over`);
+  await makeQcow2(join(tpl, 'base/d.qcow2'), baseEx);
+  await makeQcow2(join(tpl, 'over/d.qcow2'), overEx, '../base/d.qcow2');
+  const copy = (who: string, r: number) => join(dir, `${who}-${r}`);
+  await measure(
+    'commit',
+    dataBytes(overEx),
+    (r) => commitOverlay(join(copy('ours', r), 'over/d.qcow2')).then(() => {}),
+    (r) => sh('qemu-img', 'commit', '-q', join(copy('theirs', r), 'over/d.qcow2')),
+    async (r) => {
+      for (const who of ['ours', 'theirs']) await sh('cp', '-r', '--sparse=always', tpl, copy(who, r));
+      await warm(
+        ...['ours', 'theirs'].flatMap((w) => [
+          join(copy(w, r), 'base/d.qcow2'),
+          join(copy(w, r), 'over/d.qcow2'),
+        ]),
+      );
+    },
+    async (r) => {
+      if (VERIFY)
+        await sh(
+          'qemu-img',
+          'compare',
+          join(copy('ours', r), 'over/d.qcow2'),
+          join(copy('theirs', r), 'base/d.qcow2'),
+        );
+      await rm(copy('ours', r), { recursive: true });
+      await rm(copy('theirs', r), { recursive: true });
+    },
+  );
 }
 
 await main();
