@@ -20,6 +20,7 @@ interface ChainOptions {
   compressedBase?: boolean;
   /** Subclusters (extended L2 entries) in the overlay. */
   overlayExtendedL2?: boolean;
+  baseRefcountBits?: number;
 }
 
 /**
@@ -30,7 +31,8 @@ async function buildChain(dir: string, o: ChainOptions = {}): Promise<void> {
   for (const d of ['b', 's0', 's1', 's2']) await mkdir(join(dir, d), { recursive: true });
   const baseSize = o.baseSize ?? '64M';
   const s0 = join(dir, 's0/d.qcow2');
-  const baseOpts = `cluster_size=${o.baseCluster ?? 65536},compat=${o.baseCompat ?? '1.1'}`;
+  const refcountBits = o.baseRefcountBits ? `,refcount_bits=${o.baseRefcountBits}` : '';
+  const baseOpts = `cluster_size=${o.baseCluster ?? 65536},compat=${o.baseCompat ?? '1.1'}${refcountBits}`;
   if (o.compressedBase) {
     const raw = join(dir, 'b/plain.raw');
     await qemuImg('create', '-f', 'raw', raw, baseSize);
@@ -124,6 +126,10 @@ describe('commitOverlay (qemu-img commit as the oracle)', () => {
     agree({ baseCluster: 512, overlayCluster: 4096 }));
   it('merges into a version 2 base (no zero flag)', () => agree({ baseCompat: '0.10', below: true }));
   it('merges over compressed base clusters', () => agree({ compressedBase: true }));
+  it('merges into bases with 1-bit and 64-bit refcounts', async () => {
+    await agree({ baseRefcountBits: 1, baseCluster: 4096 });
+    await agree({ baseRefcountBits: 64, baseCluster: 512 });
+  });
   it('merges an overlay with subclusters (extended L2)', () =>
     agree({ overlayExtendedL2: true, baseCluster: 4096, below: true }));
   it('grows the base (and moves its L1 table) when the overlay is larger', () =>
