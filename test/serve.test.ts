@@ -126,6 +126,13 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.equal(whoami.status, 200);
       assert.equal(((await whoami.json()) as { user: { role: string } }).user.role, 'admin');
 
+      // ...and works in a `default` project, so a workload can be created right away.
+      const projects = await fetch(`${s.url}/v1/projects`, {
+        headers: { authorization: `Bearer ${s.token}` },
+      });
+      const names = ((await projects.json()) as { items: { name: string }[] }).items.map((p) => p.name);
+      assert.deepEqual(names, ['default']);
+
       // The target was initialised and registered.
       const root = JSON.parse(readFileSync(join(dir, 'target', 'lifeboat-target.json'), 'utf8'));
       assert.ok(root, 'target root document written');

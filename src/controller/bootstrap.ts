@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { type AuditActor, recordAudit } from '../catalog/audit.js';
 import { CatalogError } from '../catalog/errors.js';
+import { addProjectMember, createProject, findProjectByName } from '../catalog/projects.js';
 import type { CatalogDb } from '../catalog/schema.js';
 import { createTarget, listTargets, type Target } from '../catalog/targets.js';
 import { createToken } from '../catalog/tokens.js';
@@ -13,6 +14,8 @@ import { Target as BackupTarget } from '../target/target.js';
 
 const CONTROLLER_ACTOR: AuditActor = { name: 'controller', source: 'controller' };
 export const FIRST_ADMIN_NAME = 'admin';
+/** The project the first admin works in, so a fresh installation can protect VMs at once. */
+export const FIRST_PROJECT_NAME = 'default';
 
 /**
  * On a catalog without any admin, creates the user `admin` and a token for it, and returns the
@@ -28,7 +31,17 @@ export async function ensureFirstAdmin(db: CatalogDb): Promise<{ user: User; tok
     if (err instanceof CatalogError && err.code === 'CATALOG_CONFLICT') return undefined;
     throw err;
   }
+  const project =
+    (await findProjectByName(db, FIRST_PROJECT_NAME)) ??
+    (await createProject(db, { name: FIRST_PROJECT_NAME, description: 'created at first start' }));
+  await addProjectMember(db, project.id, user.id);
   const { token, secret } = await createToken(db, { userId: user.id, name: 'first-start' });
+  await recordAudit(db, CONTROLLER_ACTOR, {
+    action: 'project.create',
+    resourceType: 'project',
+    resourceId: project.id,
+    details: { name: project.name, reason: 'first start' },
+  });
   await recordAudit(db, CONTROLLER_ACTOR, {
     action: 'user.create',
     resourceType: 'user',

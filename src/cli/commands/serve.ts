@@ -98,13 +98,13 @@ export function registerServeCommand(program: Command): void {
       if (controller.firstAdmin) {
         process.stdout.write(
           [
-            `First start: created the admin user "${controller.firstAdmin.userName}". Its token is shown this once`,
+            `First start: created the admin user "${controller.firstAdmin.userName}" in the project "default". Its token is shown this once`,
             'and stored nowhere in clear (make more with `lifeboat admin token create --user admin`):',
             '',
             `  export LIFEBOAT_URL=${controller.url}`,
             `  export LIFEBOAT_TOKEN=${controller.firstAdmin.token}`,
             '',
-            'Then try: npx lifeboat host list',
+            'Then try: npx lifeboat host list; npx lifeboat host vms HOST; npx lifeboat workload create NAME --vm HOST:VM',
             '',
           ].join('\n'),
         );

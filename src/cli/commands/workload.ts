@@ -51,6 +51,12 @@ export async function projectIdOf(client: LifeboatClient, project: string | unde
   const { items } = await client.get<{ items: ProjectOut[] }>('/v1/projects');
   if (!project) {
     if (items.length === 1) return items[0].id;
+    if (items.length === 0) {
+      throw new LifeboatError(
+        'VALIDATION',
+        'no project exists yet: create one with `lifeboat admin project create NAME`',
+      );
+    }
     throw new LifeboatError(
       'VALIDATION',
       `name the project with --project (${items.map((p) => p.name).join(', ')})`,
