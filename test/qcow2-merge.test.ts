@@ -4,7 +4,7 @@ import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { journalPathFor } from '../src/disk/qcow2/commit-journal.js';
-import { commitOverlay, forgetCommit } from '../src/disk/qcow2/merge.js';
+import { type CommitOptions, commitOverlay, forgetCommit } from '../src/disk/qcow2/merge.js';
 import { qemuImg, qemuImgInfo, qemuIo, tempDir } from './helpers/qemu-img.js';
 import { assertCheckClean, assertSameContent, qemuCheck } from './helpers/sparse-fixtures.js';
 
@@ -21,6 +21,8 @@ interface ChainOptions {
   /** Subclusters (extended L2 entries) in the overlay. */
   overlayExtendedL2?: boolean;
   baseRefcountBits?: number;
+  /** Put the base one directory deeper (s0/deep/), so its backing name must change when it moves. */
+  baseDeeper?: boolean;
 }
 
 /**
@@ -30,7 +32,10 @@ interface ChainOptions {
 async function buildChain(dir: string, o: ChainOptions = {}): Promise<void> {
   for (const d of ['b', 's0', 's1', 's2']) await mkdir(join(dir, d), { recursive: true });
   const baseSize = o.baseSize ?? '64M';
-  const s0 = join(dir, 's0/d.qcow2');
+  const baseRel = o.baseDeeper ? 's0/deep/d.qcow2' : 's0/d.qcow2';
+  const up = o.baseDeeper ? '../../' : '../';
+  if (o.baseDeeper) await mkdir(join(dir, 's0/deep'), { recursive: true });
+  const s0 = join(dir, baseRel);
   const refcountBits = o.baseRefcountBits ? `,refcount_bits=${o.baseRefcountBits}` : '';
   const baseOpts = `cluster_size=${o.baseCluster ?? 65536},compat=${o.baseCompat ?? '1.1'}${refcountBits}`;
   if (o.compressedBase) {
@@ -42,7 +47,19 @@ async function buildChain(dir: string, o: ChainOptions = {}): Promise<void> {
     const below = join(dir, 'b/base.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', below, baseSize);
     await qemuIo(below, ['write -P 0x01 20M 8M']);
-    await qemuImg('create', '-q', '-f', 'qcow2', '-o', baseOpts, '-b', '../b/base.qcow2', '-F', 'qcow2', s0);
+    await qemuImg(
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-o',
+      baseOpts,
+      '-b',
+      `${up}b/base.qcow2`,
+      '-F',
+      'qcow2',
+      s0,
+    );
   } else {
     await qemuImg('create', '-q', '-f', 'qcow2', '-o', baseOpts, s0, baseSize);
   }
@@ -50,7 +67,7 @@ async function buildChain(dir: string, o: ChainOptions = {}): Promise<void> {
   const s1 = join(dir, 's1/d.qcow2');
   const s1Opts = `cluster_size=${o.overlayCluster ?? 65536}${o.overlayExtendedL2 ? ',extended_l2=on' : ''}`;
   const s1Args = ['create', '-q', '-f', 'qcow2', '-o', s1Opts];
-  s1Args.push('-b', '../s0/d.qcow2', '-F', 'qcow2', s1);
+  s1Args.push('-b', `../${baseRel}`, '-F', 'qcow2', s1);
   if (o.overlaySize) s1Args.push(o.overlaySize);
   await qemuImg(...s1Args);
   const writes = [
@@ -76,6 +93,7 @@ before(async () => {
 after(() => cleanup());
 
 let n = 0;
+/** A new empty directory under the suite's temp dir. */
 async function freshDir(): Promise<string> {
   const d = join(root, `case-${n++}`);
   await mkdir(d);
@@ -83,7 +101,7 @@ async function freshDir(): Promise<string> {
 }
 
 /** Builds the chain twice; qemu-img commits one, we commit the other; both must read the same. */
-async function agreeWithQemu(o: ChainOptions): Promise<string> {
+async function agreeWithQemu(o: ChainOptions, commit: CommitOptions = {}): Promise<string> {
   const theirs = await freshDir();
   const ours = await freshDir();
   await buildChain(theirs, o);
@@ -91,20 +109,20 @@ async function agreeWithQemu(o: ChainOptions): Promise<string> {
   const topBefore = join(ours, 'top-before.raw');
   await qemuImg('convert', '-O', 'raw', join(ours, 's2/d.qcow2'), topBefore);
   await qemuImg('commit', '-q', join(theirs, 's1/d.qcow2'));
-  const r = await commitOverlay(join(ours, 's1/d.qcow2'));
+  const r = await commitOverlay(join(ours, 's1/d.qcow2'), commit);
   assert.equal(r.alreadyDone, false);
   assert.ok(r.bytesCopied > 0);
   const merged = join(ours, 's1/d.qcow2');
   await assertCheckClean(merged);
-  await assertSameContent(join(theirs, 's0/d.qcow2'), merged);
+  await assertSameContent(join(theirs, o.baseDeeper ? 's0/deep/d.qcow2' : 's0/d.qcow2'), merged);
   await assertSameContent(topBefore, join(ours, 's2/d.qcow2'), 'raw');
   await assertSameContent(join(theirs, 's2/d.qcow2'), join(ours, 's2/d.qcow2'));
   return ours;
 }
 
 /** agreeWithQemu for `it`, which wants no value back. */
-async function agree(o: ChainOptions): Promise<void> {
-  await agreeWithQemu(o);
+async function agree(o: ChainOptions, commit?: CommitOptions): Promise<void> {
+  await agreeWithQemu(o, commit);
 }
 
 describe('commitOverlay (qemu-img commit as the oracle)', () => {
@@ -130,6 +148,11 @@ describe('commitOverlay (qemu-img commit as the oracle)', () => {
     await agree({ baseRefcountBits: 1, baseCluster: 4096 });
     await agree({ baseRefcountBits: 64, baseCluster: 512 });
   });
+  it('merges in many small batches (tables made by one batch, changed by the next)', () =>
+    agree(
+      { baseCluster: 4096, overlayCluster: 512, baseDeeper: true, below: true },
+      { batchBytes: 128 * 1024 },
+    ));
   it('merges an overlay with subclusters (extended L2)', () =>
     agree({ overlayExtendedL2: true, baseCluster: 4096, below: true }));
   it('grows the base (and moves its L1 table) when the overlay is larger', () =>
@@ -201,59 +224,90 @@ function runChild(overlay: string, killAt: number, killAfterMs?: number): Promis
   });
 }
 
-describe('commitOverlay crash safety (child killed with SIGKILL)', () => {
-  let template: string;
-  let topBefore: string;
-  let totalSteps: number;
-  let fullRunMs: number;
+/**
+ * Kills a child running the commit at chosen steps (and at random moments), then checks that the
+ * image above still reads the same, nothing is corrupt, and a re-run completes the commit.
+ */
+function crashSuite(
+  title: string,
+  chain: ChainOptions,
+  mustSee: string[],
+  killPoints: (steps: string[]) => number[],
+): void {
+  describe(`commitOverlay crash safety: ${title}`, () => {
+    let template: string;
+    let topBefore: string;
+    let steps: string[];
+    let fullRunMs: number;
 
-  before(async () => {
-    template = await freshDir();
-    await buildChain(template, { below: true, overlayCluster: 4096 });
-    topBefore = join(root, 'crash-top-before.raw');
-    await qemuImg('convert', '-O', 'raw', join(template, 's2/d.qcow2'), topBefore);
-    const probe = await freshDir();
-    await cp(template, probe, { recursive: true });
-    const t0 = Date.now();
-    const r = await runChild(join(probe, 's1/d.qcow2'), -1);
-    fullRunMs = Date.now() - t0;
-    assert.equal(r.code, 0, r.stderr);
-    totalSteps = (JSON.parse(r.stdout) as { steps: string[] }).steps.length;
-    assert.ok(totalSteps > 20, `only ${totalSteps} steps`);
-  });
+    before(async () => {
+      template = await freshDir();
+      await buildChain(template, chain);
+      topBefore = join(template, '..', `${title.replace(/\W+/g, '-')}-top-before.raw`);
+      await qemuImg('convert', '-O', 'raw', join(template, 's2/d.qcow2'), topBefore);
+      const probe = await freshDir();
+      await cp(template, probe, { recursive: true });
+      const t0 = Date.now();
+      const r = await runChild(join(probe, 's1/d.qcow2'), -1);
+      fullRunMs = Date.now() - t0;
+      assert.equal(r.code, 0, r.stderr);
+      steps = (JSON.parse(r.stdout) as { steps: string[] }).steps;
+      for (const step of mustSee) assert.ok(steps.includes(step), `no ${step} step in ${steps.join(',')}`);
+    });
 
-  async function crashAndResume(kill: { atStep?: number; afterMs?: number }): Promise<void> {
-    const d = await freshDir();
-    await cp(template, d, { recursive: true });
-    const overlay = join(d, 's1/d.qcow2');
-    const top = join(d, 's2/d.qcow2');
-    const r = await runChild(overlay, kill.atStep ?? -1, kill.afterMs);
-    if (kill.atStep !== undefined) assert.equal(r.signal, 'SIGKILL', `not killed: ${r.stdout}${r.stderr}`);
-    // Whatever happened, the image above reads exactly what it read before.
-    await assertSameContent(topBefore, top, 'raw');
-    for (const img of [overlay, join(d, 's0/d.qcow2')]) {
-      const c = await qemuCheck(img).catch(() => undefined); // s0 is gone once renamed
-      if (c) assert.equal(c.corruptions ?? 0, 0, `${img} corrupt after kill ${JSON.stringify(kill)}`);
+    async function crashAndResume(kill: { atStep?: number; afterMs?: number }): Promise<void> {
+      const d = await freshDir();
+      await cp(template, d, { recursive: true });
+      const overlay = join(d, 's1/d.qcow2');
+      const top = join(d, 's2/d.qcow2');
+      const r = await runChild(overlay, kill.atStep ?? -1, kill.afterMs);
+      if (kill.atStep !== undefined) assert.equal(r.signal, 'SIGKILL', `not killed: ${r.stdout}${r.stderr}`);
+      // Whatever happened, the image above reads exactly what it read before.
+      await assertSameContent(topBefore, top, 'raw');
+      for (const img of [overlay, join(d, chain.baseDeeper ? 's0/deep/d.qcow2' : 's0/d.qcow2')]) {
+        const c = await qemuCheck(img).catch(() => undefined); // s0 is gone once renamed
+        if (c) assert.equal(c.corruptions ?? 0, 0, `${img} corrupt after kill ${JSON.stringify(kill)}`);
+      }
+      const resumed = await runChild(overlay, -1);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      await assertSameContent(topBefore, top, 'raw');
+      const c = await qemuCheck(overlay);
+      assert.equal(c.corruptions ?? 0, 0);
+      assert.equal((await qemuImgInfo(overlay))['backing-filename'], '../b/base.qcow2');
+      const again = JSON.parse((await runChild(overlay, -1)).stdout) as { alreadyDone: boolean };
+      assert.equal(again.alreadyDone, true);
     }
-    const resumed = await runChild(overlay, -1);
-    assert.equal(resumed.code, 0, resumed.stderr);
-    await assertSameContent(topBefore, top, 'raw');
-    const c = await qemuCheck(overlay);
-    assert.equal(c.corruptions ?? 0, 0);
-    assert.equal((await qemuImgInfo(overlay))['backing-filename'], '../b/base.qcow2');
-    const again = JSON.parse((await runChild(overlay, -1)).stdout) as { alreadyDone: boolean };
-    assert.equal(again.alreadyDone, true);
-  }
 
-  it('survives a kill at every kind of step, and a re-run completes the commit', async () => {
-    // Every step near the end (rename and backing-name switch), and a spread through the copy.
-    const points = new Set<number>();
-    for (let i = Math.max(1, totalSteps - 12); i <= totalSteps; i++) points.add(i);
-    for (let i = 1; i < totalSteps - 12; i += Math.ceil(totalSteps / 10)) points.add(i);
-    for (const atStep of points) await crashAndResume({ atStep });
-  });
+    it('survives kills at chosen steps, and a re-run completes the commit', async () => {
+      for (const atStep of killPoints(steps)) await crashAndResume({ atStep });
+    });
 
-  it('survives kills at random moments', async () => {
-    for (let i = 0; i < 3; i++) await crashAndResume({ afterMs: Math.floor(Math.random() * fullRunMs) });
+    it('survives kills at random moments', async () => {
+      for (let i = 0; i < 2; i++) await crashAndResume({ afterMs: Math.floor(Math.random() * fullRunMs) });
+    });
   });
-});
+}
+
+/** Step numbers (1-based) of the first occurrence of every kind of step, and of every step from `from` on. */
+function everyKindAndTail(steps: string[], from: string): number[] {
+  const points = new Set<number>();
+  for (const name of new Set(steps)) points.add(steps.indexOf(name) + 1);
+  for (let i = steps.lastIndexOf(from) + 1; i <= steps.length; i++) points.add(i);
+  return [...points].sort((a, b) => a - b);
+}
+
+crashSuite(
+  'base one directory deeper, 512 B overlay clusters over 4 KiB base clusters',
+  { below: true, baseDeeper: true, baseCluster: 4096, overlayCluster: 512 },
+  ['journal-written', 'batch-written', 'l1-synced', 'backing-absolute', 'backing-name-staged', 'renamed'],
+  (steps) => everyKindAndTail(steps, 'merged'),
+);
+crashSuite(
+  '512 B base clusters (refcount table relocated)',
+  { below: true, baseCluster: 512 },
+  ['refcount-table-relocated'],
+  (steps) => {
+    const at = steps.indexOf('refcount-table-relocated') + 1;
+    return [at - 1, at, at + 1];
+  },
+);

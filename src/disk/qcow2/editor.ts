@@ -35,6 +35,8 @@ interface L2State {
 }
 
 async function writeAll(file: LocalFile, offset: number, buf: Buffer): Promise<void> {
+  // The table readers check offsets against the file size: keep it current as the file grows.
+  file.size = Math.max(file.size, offset + buf.length);
   let done = 0;
   while (done < buf.length) {
     done += (await file.handle.write(buf, done, buf.length - done, offset + done)).bytesWritten;
@@ -174,6 +176,7 @@ export class Qcow2Editor {
    * needed. The next barrier waits for it.
    */
   writeData(offset: number, buf: Buffer, onWritten?: () => void): Promise<void> {
+    this.file.size = Math.max(this.file.size, offset + buf.length);
     return this.dataWriter.write(buf, offset, onWritten);
   }
 
