@@ -40,6 +40,7 @@ import {
   removeStaleTestDomains,
   type TestDomain,
 } from './helpers/libvirt.js';
+import { qemuImgMap } from './helpers/qemu-img.js';
 import { newBucket, s3Env } from './target-s3-env.js';
 
 const run = promisify(execFile);
@@ -225,6 +226,18 @@ test('full + three incrementals of a running domain with qcow2 and raw disks', a
     'only the dirty data is copied (discard = zero clusters)',
   );
   assert.ok(diskOf(inc1.r, 'vda').storedBytes < MiB);
+  // Independently of our own accounting: qemu-img sees 256 KiB of data in the top image, and the
+  // discarded MiB as zeros of the top image (shadowing the full's data).
+  const inc1Vda = join(ctx.root!, diskImageKey(inc1.r.workloadId, inc1.r.snapshotId, inc1.r.vm.vmId, 'vda'));
+  const top = (await qemuImgMap(inc1Vda)).filter((e) => e.depth === 0);
+  assert.equal(
+    top.filter((e) => e.data).reduce((n, e) => n + e.length, 0),
+    256 * KiB,
+  );
+  assert.equal(
+    top.filter((e) => !e.data && e.zero).reduce((n, e) => n + e.length, 0),
+    MiB,
+  );
   assert.equal(diskOf(inc1.r, 'vdb').mode, 'full', 'raw: no changed block tracking');
   assert.ok(diskOf(inc1.r, 'vdb').note?.includes('raw'));
   assert.equal(diskOf(inc1.r, 'vdc').copiedBytes, 64 * KiB);

@@ -37,8 +37,9 @@ export interface DiskCopyInput {
    */
   connections?: number;
   maxRequestSize?: number;
-  /** Chunks read ahead of the writer (default 8 x 4 MiB). */
+  /** Chunks read ahead of the writer (default 8) and bytes per chunk (default 4 MiB). */
   readAhead?: number;
+  chunkBytes?: number;
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
   signal?: AbortSignal;
 }
@@ -100,7 +101,7 @@ export async function copyDiskToTarget(input: DiskCopyInput): Promise<DiskCopyRe
         clusterSize: input.clusterSize,
         backing: backing === null ? undefined : { name: backing, format: 'qcow2' },
       },
-      { readAhead: input.readAhead, onProgress: input.onProgress, signal: input.signal },
+      { readAhead: input.readAhead, chunkBytes: input.chunkBytes, onProgress: input.onProgress, signal: input.signal },
     );
     image = await input.writer.createDiskWriter(input.vmId, input.disk);
     const written = await qcow2.writeTo(image);
