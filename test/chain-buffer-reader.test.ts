@@ -15,10 +15,10 @@ before(async () => {
 after(() => cleanup());
 
 /** readInto must give exactly what Disk.read gives, for ranges cutting across every kind of layer. */
-async function assertSameAsRead(image: string): Promise<void> {
+async function assertSameAsRead(image: string, perRangeMap = false): Promise<void> {
   const disk = await openDiskImage(image);
   try {
-    const reader = bufferReaderFor(disk);
+    const reader = bufferReaderFor(disk, { perRangeMap });
     const size = disk.virtualSize;
     const ranges: [number, number][] = [
       [0, size],
@@ -64,7 +64,9 @@ describe('bufferReaderFor', () => {
     );
     await qemuIo(top, ['write -P 0x04 2100k 4k', 'write -P 0x05 6M 300k', 'write -z 7M 8k']);
     await assertSameAsRead(top);
+    await assertSameAsRead(top, true);
     await assertSameAsRead(mid);
+    await assertSameAsRead(mid, true);
     await assertSameAsRead(base);
   });
 });

@@ -18,8 +18,17 @@ export interface BufferReader {
   readInto(target: Buffer, offset: number): Promise<void>;
 }
 
-export function bufferReaderFor(disk: Disk): BufferReader {
-  if (disk instanceof ChainReader) return new ChainBufferReader(disk);
+export interface BufferReaderOptions {
+  /**
+   * Resolve each read through the layers for its own range instead of building the chain's map of
+   * the whole disk once: for callers that read a small part of a big chain (commit reads what the
+   * overlay maps; the base may be terabytes of mapped clusters).
+   */
+  perRangeMap?: boolean;
+}
+
+export function bufferReaderFor(disk: Disk, opts: BufferReaderOptions = {}): BufferReader {
+  if (disk instanceof ChainReader) return new ChainBufferReader(disk, opts.perRangeMap ?? false);
   if (disk instanceof RawDisk && disk.file instanceof LocalFile) {
     const file = disk.file;
     return { readInto: (target, offset) => readFileInto(file, target, 0, target.length, offset) };
@@ -63,11 +72,38 @@ interface HostRun {
 class ChainBufferReader implements BufferReader {
   private readonly l2 = new LruCache<string, Promise<Buffer>>(256);
 
-  constructor(private readonly chain: ChainReader) {}
+  constructor(
+    private readonly chain: ChainReader,
+    private readonly perRangeMap: boolean,
+  ) {}
 
   async readInto(target: Buffer, offset: number): Promise<void> {
-    const parts = await this.chain.extents(offset, target.length);
+    let parts: Extent[];
+    if (this.perRangeMap) {
+      parts = [];
+      await this.resolve(0, offset, offset + target.length, parts);
+    } else {
+      parts = await this.chain.extents(offset, target.length);
+    }
     await Promise.all(parts.map((p) => this.readPart(p, target, offset)));
+  }
+
+  /** [start, end) as seen from layer `depth` down, asking each layer only about that range. */
+  private async resolve(depth: number, start: number, end: number, out: Extent[]): Promise<void> {
+    const layer = this.chain.layers[depth];
+    const limit = Math.min(end, layer.disk.virtualSize);
+    if (start < limit) {
+      for (const e of await layer.disk.extents(start, limit - start)) {
+        if (e.kind === 'unallocated' && depth + 1 < this.chain.layers.length) {
+          await this.resolve(depth + 1, e.offset, e.offset + e.length, out);
+        } else {
+          out.push({ offset: e.offset, length: e.length, kind: e.kind, depth });
+        }
+      }
+    }
+    // Past a layer's end: zeros (a smaller backing file).
+    const from = Math.max(start, limit);
+    if (from < end) out.push({ offset: from, length: end - from, kind: 'zero', depth });
   }
 
   private async readPart(e: Extent, target: Buffer, base: number): Promise<void> {

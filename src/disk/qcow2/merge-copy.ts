@@ -116,7 +116,8 @@ async function copyRuns(
   const empty = Buffer.alloc(0);
   const readAhead = options.readAhead ?? 8;
   const pool = new BufferPool(perItem * cs, readAhead + 6);
-  const reader = bufferReaderFor(chain);
+  // Only what the overlay maps is read: never build a map of the whole (possibly huge) base.
+  const reader = bufferReaderFor(chain, { perRangeMap: true });
   await readAheadInOrder(
     workItems(runs, perItem),
     async (item) => {
