@@ -29,7 +29,11 @@ export interface DiskCopyInput {
   vmId: string;
   disk: string;
   clusterSize?: number;
-  /** NBD requests in flight per connection (default 16) and bytes per request (default 2 MiB). */
+  /**
+   * NBD requests in flight per connection (default 64) and bytes per request (default 512 KiB):
+   * QEMU's NBD server serves many mid-sized requests at once faster than a few big ones (measured
+   * on a pull-backup export: ~1.3x over 16 x 2 MiB).
+   */
   maxInFlight?: number;
   /**
    * Connections reading at once (default 2), used only when the server allows several (multi-conn:
@@ -37,7 +41,7 @@ export interface DiskCopyInput {
    */
   connections?: number;
   maxRequestSize?: number;
-  /** Chunks read ahead of the writer (default 8) and bytes per chunk (default 4 MiB). */
+  /** Chunks read ahead of the writer (default 16) and bytes per chunk (default 4 MiB). */
   readAhead?: number;
   chunkBytes?: number;
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
@@ -63,8 +67,8 @@ export async function copyDiskToTarget(input: DiskCopyInput): Promise<DiskCopyRe
   const connect = (metaContexts: string[]) =>
     NbdClient.connect(input.uri, {
       metaContexts,
-      maxInFlight: input.maxInFlight ?? 16,
-      maxRequestSize: input.maxRequestSize ?? 2 << 20,
+      maxInFlight: input.maxInFlight ?? 64,
+      maxRequestSize: input.maxRequestSize ?? 512 << 10,
     });
   const client = await connect(dirtyContext ? [BASE_ALLOCATION, dirtyContext] : [BASE_ALLOCATION]);
   const readers = [client];
@@ -101,7 +105,12 @@ export async function copyDiskToTarget(input: DiskCopyInput): Promise<DiskCopyRe
         clusterSize: input.clusterSize,
         backing: backing === null ? undefined : { name: backing, format: 'qcow2' },
       },
-      { readAhead: input.readAhead, chunkBytes: input.chunkBytes, onProgress: input.onProgress, signal: input.signal },
+      {
+        readAhead: input.readAhead ?? 16,
+        chunkBytes: input.chunkBytes,
+        onProgress: input.onProgress,
+        signal: input.signal,
+      },
     );
     image = await input.writer.createDiskWriter(input.vmId, input.disk);
     const written = await qcow2.writeTo(image);
