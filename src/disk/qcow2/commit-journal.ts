@@ -75,13 +75,17 @@ export async function readJournal(path: string): Promise<CommitJournal | undefin
   return j;
 }
 
-/** Temp file + fsync + rename + directory fsync: the journal is always old or new, never torn. */
-export async function writeJournal(path: string, journal: CommitJournal): Promise<void> {
+/**
+ * Temp file + rename: the journal is always old or new, never torn. `durable` adds the fsyncs (file,
+ * then directory) for the one write that must survive a power loss: the one before the rename.
+ * The others may be lost: the previous journal then tells a re-run the same thing, one step back.
+ */
+export async function writeJournal(path: string, journal: CommitJournal, durable = false): Promise<void> {
   const temp = tempPathBeside(path);
   const fh = await open(temp, 'wx', 0o644);
   try {
     await fh.writeFile(`${JSON.stringify(journal, null, 2)}\n`);
-    await fh.sync();
+    if (durable) await fh.sync();
   } finally {
     await fh.close();
   }
@@ -91,7 +95,7 @@ export async function writeJournal(path: string, journal: CommitJournal): Promis
     await rm(temp, { force: true });
     throw err;
   }
-  await fsyncDirectory(dirname(path));
+  if (durable) await fsyncDirectory(dirname(path));
 }
 
 export async function removeJournal(path: string): Promise<void> {

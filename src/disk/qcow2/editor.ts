@@ -222,7 +222,10 @@ export class Qcow2Editor {
     }
     // The tables are durable: keep none in memory (bounded memory whatever the image size).
     this.l2.clear();
-    await this.applyFrees();
+    if (this.pendingFrees.length > 0) {
+      await this.applyFrees();
+      await fh.sync(); // lost, these would only leak; synced, a normal run leaves no leak behind
+    }
     this.onStep?.('frees-applied');
   }
 

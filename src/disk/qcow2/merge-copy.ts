@@ -84,7 +84,6 @@ export async function mergeIntoBase(
     const total = clustersOfKind(runs, 'data') * cs;
     const copied = await copyRuns(chain, editor, runs, total, options);
     await editor.barrier();
-    await editor.sync();
     return { basePath, baseName, baseId, copied };
   } finally {
     await editor?.close();

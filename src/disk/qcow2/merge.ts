@@ -107,12 +107,12 @@ export async function commitOverlay(overlayPath: string, options: CommitOptions 
   options.onStep?.('merged');
   const j = startJournal(baseName, baseId);
   j.backingRewrite = await planBackingRewrite(basePath, overlay);
-  if (j.backingRewrite) {
-    // A re-run must know the final name once the base's name has been made absolute. Without a
-    // rewrite, a re-run from phase 'merge' merges again (idempotent) and renames: no write needed.
-    j.phase = 'rename';
-    await writeJournal(journalPath, j);
-  }
+  // Durable before the rename: after it, only the journal tells a re-run that the image at the
+  // overlay's path is the merged one (and not an overlay to merge into ITS backing file). With a
+  // backing-name rewrite, phase 'rename' also keeps the final name once the base's is absolute;
+  // without one, a re-run from phase 'merge' merges again (idempotent) and renames.
+  if (j.backingRewrite) j.phase = 'rename';
+  await writeJournal(journalPath, j, true);
   await renameIntoPlace(overlay, basePath, j, journalPath, options);
   return { mergedPath: overlay, basePath, bytesCopied: copied, alreadyDone: false };
 }
