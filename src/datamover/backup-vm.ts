@@ -93,6 +93,9 @@ export interface VmBackupHandle extends VmBackupResult {
   finish(committed: boolean): Promise<{ deletedCheckpoints: string[]; problems: string[] }>;
 }
 
+/** Domains (by UUID) this process is backing up right now: a second backup of one is refused. */
+const activeBackups = new Set<string>();
+
 /** libvirt >= 7.6 takes backupmode/incremental per disk of one backup job. */
 export async function libvirtHasPerDiskBackupModes(hv: LibvirtHypervisor): Promise<boolean> {
   try {
@@ -129,6 +132,26 @@ export async function backupVm(opts: BackupVmOptions): Promise<VmBackupHandle> {
     );
   }
   const state = rawState === 'shutoff' ? 'shutoff' : 'running';
+  if (activeBackups.has(uuid)) {
+    throw new BackupError('BACKUP_BUSY', `domain ${opts.domain} is already being backed up by this process`);
+  }
+  activeBackups.add(uuid);
+  try {
+    return await backupVmLocked(opts, uuid, vmId, state, what);
+  } finally {
+    // Held while the hypervisor side is set up and the data moves; finish() only deletes checkpoints.
+    activeBackups.delete(uuid);
+  }
+}
+
+async function backupVmLocked(
+  opts: BackupVmOptions,
+  uuid: string,
+  vmId: string,
+  state: 'running' | 'shutoff',
+  what: string,
+): Promise<VmBackupHandle> {
+  const hv = opts.hypervisor;
   const parentCheckpoints = new Set(
     (opts.parentVm?.disks ?? []).map((d) => d.checkpointName).filter((n): n is string => !!n),
   );
