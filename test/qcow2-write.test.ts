@@ -167,12 +167,14 @@ describe('writeQcow2ByScanning (raw sources, one read pass)', () => {
     });
   }
 
-  it('handles an all-zero source and a size that is not a cluster multiple', async () => {
+  it('handles an all-zero source, an empty one and a size that is not a cluster multiple', async () => {
     const zeros = join(dir, 'zeros.raw');
     await makeSparseRaw(zeros, 5 * M, []);
     const odd = join(dir, 'odd-scan.raw');
     await makeSparseRaw(odd, 3 * M + 1536, [[3 * M + 1024, 512]]);
-    for (const file of [zeros, odd]) {
+    const empty = join(dir, 'empty-scan.raw');
+    await makeSparseRaw(empty, 0, []);
+    for (const file of [zeros, odd, empty]) {
       const out = `${file}.qcow2`;
       const src = await RawDisk.open(file);
       try {

@@ -84,7 +84,8 @@ export function computeLayout(
   }
   const l2Entries = clusterSize / 8;
   const l1Entries = ceilDiv(ceilDiv(virtualSize, clusterSize), l2Entries);
-  const l1Clusters = Math.max(1, ceilDiv(l1Entries * 8, clusterSize));
+  // An empty disk has no L1 table at all (l1_size 0, offset 0), like qemu-img makes it.
+  const l1Clusters = ceilDiv(l1Entries * 8, clusterSize);
   const l2Indexes: number[] = [];
   let dataClusters = 0;
   for (const r of runs) {
@@ -187,7 +188,7 @@ export function encodeHeaderCluster(layout: Qcow2Layout, backing?: BackingRef): 
   buf.writeBigUInt64BE(BigInt(layout.virtualSize), 24);
   buf.writeUInt32BE(0, 32); // no encryption
   buf.writeUInt32BE(layout.l1Entries, 36);
-  buf.writeBigUInt64BE(BigInt(layout.l1Offset), 40);
+  buf.writeBigUInt64BE(BigInt(layout.l1Entries > 0 ? layout.l1Offset : 0), 40);
   buf.writeBigUInt64BE(BigInt(layout.refcountTableOffset), 48);
   buf.writeUInt32BE(layout.refcountTableClusters, 56);
   buf.writeUInt32BE(0, 60); // no snapshots
