@@ -9,9 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
@@ -427,6 +428,11 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         img,
       ]);
       assert.doesNotMatch(read.stdout, /Pattern verification failed/);
+      // The commit journal went once vm.json recorded the merge: nothing but the format's files stays.
+      assert.deepEqual(
+        readdirSync(dirname(img)).filter((f) => f.includes('lifeboat-commit')),
+        [],
+      );
     });
 
     test('deleting a workload with its data removes its folder from the target', async () => {

@@ -15,7 +15,7 @@ import {
   updateSnapshotDisk,
 } from '../catalog/snapshots.js';
 import { getWorkload, lockWorkload, unlockWorkload } from '../catalog/workloads.js';
-import { commitOverlay } from '../disk/qcow2/merge.js';
+import { commitOverlay, forgetCommit } from '../disk/qcow2/merge.js';
 import { resolveRelativeKey } from '../target/keys.js';
 import { diskManifestKey, snapshotKey, snapshotPrefix, vmFileKey, vmKey } from '../target/layout.js';
 import { MANIFEST_BLOCK_SIZE } from '../target/metadata/schemas.js';
@@ -167,6 +167,7 @@ async function mergeChildInto(
     if (!vm) throw new Error(`vm.json of ${v.id} in snapshot ${child.id} is missing`);
     const parentVm = await target.readVm(wid, snap.id, v.id);
     const disks = [];
+    const merged: string[] = [];
     for (const d of vm.disks) {
       const imageKey = vmFileKey(wid, child.id, v.id, d.image);
       const onParent =
@@ -178,7 +179,9 @@ async function mergeChildInto(
         continue;
       }
       const parentDisk = parentVm?.disks.find((p) => p.name === d.name);
+      // A re-run after a crash finds the commit journal and resumes (or does nothing if it finished).
       await commitOverlay(path(imageKey));
+      merged.push(path(imageKey));
       const manifest = await manifestOf(path(imageKey));
       await writeMetadata(target.backend, 'manifest', diskManifestKey(wid, child.id, v.id, d.name), manifest);
       // Snapshot folders all sit at the same depth, so the parent's relative backing name is valid here too.
@@ -194,6 +197,8 @@ async function mergeChildInto(
     stored += disks.reduce((n, d) => n + d.storedBytes, 0);
     const { checksum: _c, formatVersion: _f, kind: _k, ...rest } = vm;
     await writeMetadata(target.backend, 'vm', vmKey(wid, child.id, v.id), { ...rest, disks });
+    // vm.json now records the merge, so the journals (which keep a re-run from merging twice) can go.
+    for (const p of merged) await forgetCommit(p);
     for (const row of await listSnapshotVms(ctx.db, child.id)) {
       if (row.domain_uuid !== vm.uuid.toLowerCase()) continue;
       for (const cd of await listSnapshotDisks(ctx.db, { snapshotVmId: row.id })) {
