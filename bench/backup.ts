@@ -189,27 +189,34 @@ async function main(): Promise<void> {
     const fullMs = await timed(async () => {
       full = await backupDomain({ hypervisor: dom.hv, domain: dom.name, target: e2e, scratchDir });
     });
-    const dirtyBytes = Math.floor((SIZE * DIRTY_PERCENT) / 100 / M) * M;
-    const pieces = Math.max(1, Math.floor(dirtyBytes / M));
-    for (let i = 0; i < pieces; i++) {
-      const slot = Math.floor(((i + 0.5) * SIZE) / pieces / M) * M;
-      await guestWrite(dom, 'vda', 0x40 + (i % 64), Math.min(slot, SIZE - M), M);
-    }
-    let inc: Awaited<ReturnType<typeof backupDomain>> | undefined;
-    const incMs = await timed(async () => {
-      inc = await backupDomain({ hypervisor: dom.hv, domain: dom.name, target: e2e, scratchDir });
-    });
     const f = full!.vm.disks[0]!;
-    const i = inc!.vm.disks[0]!;
     console.log('\nend to end (backupDomain: job, checkpoint, copy, manifest, commit):');
     console.log(
-      `  full         ${fmt(fullMs / 1000)} s ${fmt(mbps(f.copiedBytes, fullMs))} MiB/s  copied ${(f.copiedBytes / M).toFixed(1)} MiB`,
+      `  full              ${fmt(fullMs / 1000)} s ${fmt(mbps(f.copiedBytes, fullMs))} MiB/s  copied ${(f.copiedBytes / M).toFixed(1)} MiB`,
     );
+    // Incrementals with DIRTY_PERCENT and 5x that rewritten: time grows with the dirty data only.
+    let pattern = 0x40;
+    const incs: { percent: number; ms: number; copied: number }[] = [];
+    for (const percent of [DIRTY_PERCENT, DIRTY_PERCENT * 5]) {
+      const pieces = Math.max(1, Math.floor((SIZE * percent) / 100 / M));
+      for (let i = 0; i < pieces; i++) {
+        const slot = Math.floor(((i + 0.5) * SIZE) / pieces / M) * M;
+        await guestWrite(dom, 'vda', pattern++ % 256, Math.min(slot, SIZE - M), M);
+      }
+      let inc: Awaited<ReturnType<typeof backupDomain>> | undefined;
+      const ms = await timed(async () => {
+        inc = await backupDomain({ hypervisor: dom.hv, domain: dom.name, target: e2e, scratchDir });
+      });
+      const d = inc!.vm.disks[0]!;
+      incs.push({ percent, ms, copied: d.copiedBytes });
+      console.log(
+        `  incremental ${String(percent).padStart(3)}% ${fmt(ms / 1000)} s ${fmt(mbps(d.copiedBytes, ms))} MiB/s  copied ${(d.copiedBytes / M).toFixed(1)} MiB (${d.mode}); time / full ${(ms / fullMs).toFixed(3)}, data / full ${(d.copiedBytes / f.copiedBytes).toFixed(3)}`,
+      );
+    }
+    const [a, b] = incs as [(typeof incs)[0], (typeof incs)[0]];
+    const perMiB = (b.ms - a.ms) / ((b.copied - a.copied) / M);
     console.log(
-      `  incremental  ${fmt(incMs / 1000)} s ${fmt(mbps(i.copiedBytes, incMs))} MiB/s  copied ${(i.copiedBytes / M).toFixed(1)} MiB (${i.mode}, ${DIRTY_PERCENT}% of the disk dirty)`,
-    );
-    console.log(
-      `  incremental / full: time ${(incMs / fullMs).toFixed(3)}, data ${(i.copiedBytes / f.copiedBytes).toFixed(3)}`,
+      `  incremental cost: ${(a.ms - perMiB * (a.copied / M)).toFixed(0)} ms fixed (virsh, job, commit) + ${perMiB.toFixed(2)} ms per dirty MiB`,
     );
   } finally {
     await dom.cleanup();
