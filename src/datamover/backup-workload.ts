@@ -82,13 +82,42 @@ export async function ensureWorkload(
 
 /**
  * Holds a workload lease for the length of a backup: renewed in the background well before it
- * expires; `stop` ends the renewals and releases it.
+ * expires; `stop` ends the renewals and releases it. Every lease operation (background renewals and
+ * the snapshot writer's checks) runs one at a time: two compare-and-swap renewals racing each other
+ * would make the loser believe the lease was taken over.
  */
 export class HeldLease {
   private timer: NodeJS.Timeout | undefined;
   private lost: unknown;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** What the snapshot writer and workload.json updates are given: checks go through the queue. */
+  readonly lease: WorkloadLease;
 
-  private constructor(readonly lease: WorkloadLease) {}
+  private constructor(inner: WorkloadLease) {
+    const serial = <T>(op: () => Promise<T>): Promise<T> => this.serial(op);
+    const shim = {
+      workloadId: inner.workloadId,
+      owner: inner.owner,
+      get token() {
+        return inner.token;
+      },
+      get expiresAt() {
+        return inner.expiresAt;
+      },
+      assertHeld: () => serial(() => inner.assertHeld()),
+      renew: () => serial(() => inner.renew()),
+      release: () => serial(() => inner.release()),
+    };
+    // WorkloadLease's private members make a structural stand-in impossible to type; only the
+    // public surface above is used (SnapshotWriter: workloadId + assertHeld).
+    this.lease = shim as unknown as WorkloadLease;
+  }
+
+  private serial<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(op, op);
+    this.queue = run.catch(() => {});
+    return run;
+  }
 
   static async acquire(
     target: Target,
