@@ -461,9 +461,29 @@ test('qemu-nbd export: a bad image fails with QEMU_NBD_FAILED and leaves nothing
   const [a, b] = await Promise.all([readExport(exp.uri, dir, 'a'), readExport(exp.uri, dir, 'b')]);
   assert.ok(a.equals(expectedImage(4 * MiB, [{ pattern: 0x5a, offset: 1 * MiB, length: 64 * KiB }])));
   assert.ok(b.equals(a));
+  // Read-only by default: a backup's export refuses writes.
+  await assert.rejects(run('qemu-io', ['-f', 'raw', '-c', 'write -q -P 0x33 2M 64k', exp.uri]));
   assert.equal(exp.running, true);
   await exp.stop();
   assert.equal(exp.running, false);
+  assert.deepEqual(
+    (await readdir(dir)).filter((f) => f.startsWith('lifeboat-qemu-nbd-')),
+    [],
+  );
+
+  // Writable (in-place restore): a write through the export lands in the image once it is stopped.
+  const rw = await QemuNbdExport.start({ image: raw, format: 'raw', writable: true, socketParentDir: dir });
+  t.after(() => rw.stop());
+  await run('qemu-io', ['-f', 'raw', '-c', 'write -q -P 0x33 2M 64k', rw.uri]);
+  await rw.stop();
+  assert.ok(
+    (await readFile(raw)).equals(
+      expectedImage(4 * MiB, [
+        { pattern: 0x5a, offset: 1 * MiB, length: 64 * KiB },
+        { pattern: 0x33, offset: 2 * MiB, length: 64 * KiB },
+      ]),
+    ),
+  );
   assert.deepEqual(
     (await readdir(dir)).filter((f) => f.startsWith('lifeboat-qemu-nbd-')),
     [],

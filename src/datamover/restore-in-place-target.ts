@@ -4,10 +4,10 @@ import { DiskError } from '../disk/errors.js';
 import type { Extent } from '../disk/extent.js';
 import { LocalFile } from '../disk/io.js';
 import { RawDisk } from '../disk/raw.js';
+import { QemuNbdExport } from '../hypervisor/qemu-nbd.js';
 import { NbdClient } from '../nbd/client.js';
 import { readAllocationExtents } from '../nbd/extents.js';
 import { BASE_ALLOCATION } from '../nbd/protocol.js';
-import { WritableQemuNbdExport } from './restore-writable-export.js';
 
 const run = promisify(execFile);
 
@@ -36,12 +36,12 @@ export interface InPlaceTarget {
 export class NbdInPlaceTarget implements InPlaceTarget {
   private constructor(
     readonly name: string,
-    private readonly exp: WritableQemuNbdExport,
+    private readonly exp: QemuNbdExport,
     private readonly client: NbdClient,
   ) {}
 
   static async open(path: string, format: 'qcow2' | 'raw'): Promise<NbdInPlaceTarget> {
-    const exp = await WritableQemuNbdExport.start(path, format);
+    const exp = await QemuNbdExport.start({ image: path, format, writable: true, maxClients: 4 });
     try {
       const client = await NbdClient.connect(exp.uri, { metaContexts: [BASE_ALLOCATION], maxInFlight: 16 });
       if (client.readOnly) throw new DiskError('DISK_READ_ONLY', `${path}: qemu-nbd exported it read-only`);

@@ -20,11 +20,19 @@ export interface QemuNbdExportOptions {
   maxClients?: number;
   /** How long to wait for the socket (default 10 s). */
   startTimeoutMs?: number;
+  /**
+   * Export read-write (default: read-only, so a backup can never write). For in-place restores:
+   * QEMU's own driver then does the allocation, zero clusters and refcounts, `--discard=unmap`
+   * lets WRITE_ZEROES free clusters instead of writing zero-filled ones, and `--cache=writeback`
+   * leaves durability to the client's FLUSH.
+   */
+  writable?: boolean;
 }
 
 /**
- * A read-only `qemu-nbd` export of a disk image on a UNIX socket: how shut-off domains are read,
- * with the same NBD client (and block-status / dirty-bitmap contexts) as running ones.
+ * A `qemu-nbd` export of a disk image on a UNIX socket: how shut-off domains are read (read-only,
+ * the default), with the same NBD client (and block-status / dirty-bitmap contexts) as running
+ * ones, and how an in-place restore writes into one (`writable`).
  *
  * qemu-nbd runs in the foreground as our child (not `--fork`), so its PID is known from the start
  * and `stop` kills exactly that process; `--persistent` keeps it alive across client disconnects
@@ -39,6 +47,8 @@ export class QemuNbdExport {
     readonly socketPath: string,
     readonly exportName: string,
     private readonly dir: string,
+    /** How long `stop` waits after SIGTERM before SIGKILL. */
+    private readonly stopGraceMs: number,
   ) {
     child.stderr?.on('data', (b: Buffer) => {
       if (this.stderr.length < 50) this.stderr.push(b.toString('utf8'));
@@ -66,7 +76,7 @@ export class QemuNbdExport {
     const socketPath = join(dir, 'nbd.sock');
     const exportName = options.exportName ?? 'disk';
     const args = [
-      '--read-only',
+      ...(options.writable ? ['--discard=unmap', '--cache=writeback'] : ['--read-only']),
       '--persistent',
       `--shared=${options.maxClients ?? 8}`,
       `--format=${options.format}`,
@@ -79,7 +89,8 @@ export class QemuNbdExport {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, LC_ALL: 'C' },
     });
-    const exp = new QemuNbdExport(child, socketPath, exportName, dir);
+    // A writable export may have cached writes to flush on SIGTERM: give it longer before SIGKILL.
+    const exp = new QemuNbdExport(child, socketPath, exportName, dir, options.writable ? 10_000 : 5000);
     const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
     const deadline = Date.now() + (options.startTimeoutMs ?? 10_000);
     try {
@@ -91,9 +102,13 @@ export class QemuNbdExport {
           throw new HypervisorError(code, `qemu-nbd: ${err.message}`, { cause: err });
         }
         if (!exp.running) {
-          throw new HypervisorError('QEMU_NBD_FAILED', `qemu-nbd exited: ${exp.stderr.join('').trim()}`, {
-            details: { command: ['qemu-nbd', ...args], exit: exp.exitInfo },
-          });
+          throw new HypervisorError(
+            'QEMU_NBD_FAILED',
+            `qemu-nbd ${options.image}: ${exp.stderr.join('').trim()}`,
+            {
+              details: { command: ['qemu-nbd', ...args], exit: exp.exitInfo },
+            },
+          );
         }
         if (await isSocket(socketPath)) return exp;
         if (Date.now() > deadline) {
@@ -108,12 +123,15 @@ export class QemuNbdExport {
     }
   }
 
-  /** Stops this qemu-nbd (SIGTERM, SIGKILL after 5 s) and removes its socket directory. */
+  /**
+   * Stops this qemu-nbd (SIGTERM, which makes it flush and close the image cleanly; SIGKILL after
+   * 5 s, 10 s if writable) and removes its socket directory.
+   */
   async stop(): Promise<void> {
     if (this.running && this.child.pid !== undefined) {
       const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
       this.child.kill('SIGTERM');
-      const done = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+      const done = await Promise.race([exited.then(() => true), sleep(this.stopGraceMs).then(() => false)]);
       if (!done) {
         this.child.kill('SIGKILL');
         await exited;
