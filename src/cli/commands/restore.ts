@@ -6,8 +6,8 @@ import { findSnapshot, locateBackupFolder, openTargetForRestore } from '../../da
 import { restoreSnapshotToDirectory } from '../../datamover/restore-to-directory.js';
 import type { TargetBackend } from '../../target/backend.js';
 import type { SnapshotMeta } from '../../target/metadata/schemas.js';
-import { openBackend } from '../../target/open-target.js';
 import type { Target } from '../../target/target.js';
+import { openBackendWithFlags, type S3Flags, withS3Flags } from '../target-options.js';
 import { formatBytes } from './target.js';
 
 /**
@@ -17,24 +17,8 @@ import { formatBytes } from './target.js';
  * group's options are positional (only before a subcommand name), so they never clash.
  */
 
-/** S3 settings of a target given on the command line; same flags and defaults as `lifeboat target`. */
-export interface S3Flags {
-  endpoint?: string;
-  accessKey?: string;
-  secretKey?: string;
-  region?: string;
-}
-
-export function withS3Flags(cmd: Command): Command {
-  return cmd
-    .option(
-      '--endpoint <url>',
-      'S3 endpoint (Ceph RGW, MinIO); default $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL',
-    )
-    .option('--access-key <id>', 'S3 access key; default $AWS_ACCESS_KEY_ID')
-    .option('--secret-key <secret>', 'S3 secret key; default $AWS_SECRET_ACCESS_KEY')
-    .option('--region <name>', 'S3 region; default $AWS_REGION');
-}
+// Re-exported for `vm backup`, which imports them from here (they moved to target-options).
+export { type S3Flags, withS3Flags };
 
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -89,12 +73,7 @@ export async function openBackupSelection(
   } else if (!backup.includes('://') && !existsSync(backup)) {
     throw new RestoreError('RESTORE_NOT_A_BACKUP', `${backup}: no such directory`);
   }
-  const backend = await openBackend(location, {
-    endpoint: flags.endpoint,
-    accessKeyId: flags.accessKey,
-    secretAccessKey: flags.secretKey,
-    region: flags.region,
-  });
+  const backend = await openBackendWithFlags(location, flags);
   try {
     const target = await openTargetForRestore(backend);
     if (workloadId === undefined) {

@@ -1,44 +1,22 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import type { TargetBackend } from '../../target/backend.js';
 import { cleanupUnfinished } from '../../target/cleanup.js';
-import { openBackend } from '../../target/open-target.js';
 import { scanTarget, type TargetScan } from '../../target/scan.js';
 import { Target } from '../../target/target.js';
 import { type VerifyReport, verifyTarget } from '../../target/verify.js';
+import { openBackendWithFlags, type S3Flags, withS3Flags } from '../target-options.js';
 
 /**
  * `lifeboat target ...`: offline tools that work on a backup target with no controller at all.
  * TARGET is a directory or s3://bucket/prefix; S3 settings come from the flags or the AWS_* variables.
  */
-interface S3Flags {
-  endpoint?: string;
-  accessKey?: string;
-  secretKey?: string;
-  region?: string;
-}
-
-function withS3Flags(cmd: Command): Command {
-  return cmd
-    .option(
-      '--endpoint <url>',
-      'S3 endpoint (Ceph RGW, MinIO); default $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL',
-    )
-    .option('--access-key <id>', 'S3 access key; default $AWS_ACCESS_KEY_ID')
-    .option('--secret-key <secret>', 'S3 secret key; default $AWS_SECRET_ACCESS_KEY')
-    .option('--region <name>', 'S3 region; default $AWS_REGION');
-}
 
 async function withBackend<T>(
   location: string,
   flags: S3Flags,
   fn: (b: TargetBackend) => Promise<T>,
 ): Promise<T> {
-  const backend = await openBackend(location, {
-    endpoint: flags.endpoint,
-    accessKeyId: flags.accessKey,
-    secretAccessKey: flags.secretKey,
-    region: flags.region,
-  });
+  const backend = await openBackendWithFlags(location, flags);
   try {
     return await fn(backend);
   } finally {

@@ -5,14 +5,8 @@ import { restoreInPlace } from '../../datamover/restore-in-place.js';
 import { parseNetworkMap, parseNicTarget } from '../../datamover/restore-plan.js';
 import { findVm } from '../../datamover/restore-source.js';
 import { LibvirtHypervisor } from '../../hypervisor/libvirt.js';
-import {
-  cancelOnInterrupt,
-  collect,
-  openBackupSelection,
-  progressPrinter,
-  type S3Flags,
-  withS3Flags,
-} from './restore.js';
+import { type S3Flags, withS3Flags } from '../target-options.js';
+import { cancelOnInterrupt, collect, openBackupSelection, progressPrinter } from './restore.js';
 import { formatBytes } from './target.js';
 
 /**
