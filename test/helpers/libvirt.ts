@@ -14,6 +14,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { demoVmXml } from '../../src/cloud/libvirt/demo-vm.js';
 import { parseDomainXml } from '../../src/hypervisor/domain-xml.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt.js';
 import { child, childrenNamed, parseXml } from '../../src/hypervisor/xml-tree.js';
@@ -79,37 +80,6 @@ export interface CreateTestDomainOptions {
 
 const TARGETS = ['vda', 'vdb', 'vdc', 'vdd'];
 
-function testDomainXml(name: string, disks: readonly TestDisk[], memoryMiB: number, agent: boolean): string {
-  const diskXml = disks
-    .map(
-      (d) => `    <disk type='file' device='disk'>
-      <driver name='qemu' type='${d.format}'/>
-      <source file='${d.path}'/>
-      <target dev='${d.target}' bus='virtio'/>
-    </disk>`,
-    )
-    .join('\n');
-  const agentXml = agent
-    ? `    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n`
-    : '';
-  // type='qemu': TCG, this machine has no usable KVM. <interface type='user'> (slirp) needs no libvirt
-  // network, so the `default` network (dnsmasq, bridge, iptables) is never started.
-  return `<domain type='qemu'>
-  <name>${name}</name>
-  <memory unit='MiB'>${memoryMiB}</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <devices>
-${diskXml}
-    <interface type='user'><model type='virtio'/></interface>
-${agentXml}    <serial type='pty'/>
-  </devices>
-</domain>
-`;
-}
-
 async function qemuIo(format: string, path: string, command: string): Promise<void> {
   await run('qemu-io', ['-f', format, '-c', command, path]);
 }
@@ -141,7 +111,10 @@ export async function createTestDomain(options: CreateTestDomainOptions): Promis
   };
   try {
     await hv.domains.define(
-      testDomainXml(name, disks, options.memoryMiB ?? 64, options.guestAgentChannel ?? false),
+      demoVmXml(name, disks, options.memoryMiB ?? 64, {
+        description: 'Lifeboat test domain: no operating system',
+        guestAgentChannel: options.guestAgentChannel ?? false,
+      }),
     );
     if (options.start ?? true) await hv.domains.start(name);
   } catch (err) {

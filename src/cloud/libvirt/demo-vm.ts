@@ -64,7 +64,23 @@ export interface DemoVm {
 
 const MiB = 1024 * 1024;
 
-export function demoVmXml(name: string, disks: DemoVm['disks'], memoryMiB: number): string {
+export interface DemoVmXmlOptions {
+  /** `<description>` of the domain (default: says it is the Lifeboat demo VM). */
+  description?: string;
+  /** Add the org.qemu.guest_agent.0 channel (nothing answers on it: there is no guest OS). */
+  guestAgentChannel?: boolean;
+}
+
+/**
+ * Domain XML of a demo VM (also the tests' throwaway domains): TCG, no OS, the given disks on virtio,
+ * a user-mode NIC.
+ */
+export function demoVmXml(
+  name: string,
+  disks: ReadonlyArray<{ target: string; format: 'qcow2' | 'raw'; path: string }>,
+  memoryMiB: number,
+  options: DemoVmXmlOptions = {},
+): string {
   const diskXml = disks
     .map(
       (d) => `    <disk type='file' device='disk'>
@@ -74,10 +90,16 @@ export function demoVmXml(name: string, disks: DemoVm['disks'], memoryMiB: numbe
     </disk>`,
     )
     .join('\n');
-  // type='qemu' is TCG: works on hosts without KVM. A user-mode NIC needs no libvirt network.
+  const description =
+    options.description ?? 'Lifeboat demo VM: no operating system, two small disks with test data';
+  const agentXml = options.guestAgentChannel
+    ? `    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n`
+    : '';
+  // type='qemu' is TCG: works on hosts without KVM. A user-mode NIC (slirp) needs no libvirt network,
+  // so the `default` network (dnsmasq, bridge, iptables) is never started.
   return `<domain type='qemu'>
   <name>${xmlEscape(name)}</name>
-  <description>Lifeboat demo VM: no operating system, two small disks with test data</description>
+  <description>${xmlEscape(description)}</description>
   <memory unit='MiB'>${memoryMiB}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
@@ -86,7 +108,7 @@ export function demoVmXml(name: string, disks: DemoVm['disks'], memoryMiB: numbe
   <devices>
 ${diskXml}
     <interface type='user'><model type='virtio'/></interface>
-    <serial type='pty'/>
+${agentXml}    <serial type='pty'/>
   </devices>
 </domain>
 `;
