@@ -1,7 +1,7 @@
 import type { Disk } from './disk.js';
-import { DiskError } from './errors.js';
 import type { Extent, ExtentKind } from './extent.js';
 import { LocalFile, type RandomAccessFile } from './io.js';
+import { checkDiskRange } from './range.js';
 
 /**
  * A raw image file as a `Disk`: the virtual size is the file size.
@@ -30,7 +30,7 @@ export class RawDisk implements Disk {
   }
 
   async extents(offset = 0, length = this.virtualSize - offset): Promise<Extent[]> {
-    this.checkRange(offset, length);
+    checkDiskRange(offset, length, this.virtualSize, this.file.name);
     const end = offset + length;
     const out: Extent[] = [];
     const push = (start: number, stop: number, kind: ExtentKind) => {
@@ -58,7 +58,7 @@ export class RawDisk implements Disk {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    this.checkRange(offset, length);
+    checkDiskRange(offset, length, this.virtualSize, this.file.name);
     return this.readPadded(offset, length);
   }
 
@@ -69,18 +69,6 @@ export class RawDisk implements Disk {
     const out = Buffer.alloc(length);
     buf.copy(out);
     return out;
-  }
-
-  private checkRange(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new DiskError('DISK_RANGE', `${this.file.name}: invalid range ${offset}+${length}`);
-    }
-    if (offset + length > this.virtualSize) {
-      throw new DiskError(
-        'DISK_RANGE',
-        `${this.file.name}: range ${offset}+${length} beyond the size ${this.virtualSize}`,
-      );
-    }
   }
 
   async close(): Promise<void> {

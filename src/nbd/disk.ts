@@ -1,6 +1,6 @@
 import type { Disk } from '../disk/disk.js';
-import { DiskError } from '../disk/errors.js';
 import type { Extent } from '../disk/extent.js';
+import { checkDiskRange } from '../disk/range.js';
 import { NbdClient, type NbdClientOptions, type NbdTargetInput } from './client.js';
 import { readAllocationExtents } from './extents.js';
 import { BASE_ALLOCATION } from './protocol.js';
@@ -26,33 +26,18 @@ export class NbdDisk implements Disk {
   }
 
   async extents(offset = 0, length = this.virtualSize - offset): Promise<Extent[]> {
-    this.checkRange(offset, length);
+    checkDiskRange(offset, length, this.virtualSize, 'NBD export');
     if (length === 0) return [];
     if (!this.client.hasMetaContext(BASE_ALLOCATION)) return [{ offset, length, kind: 'data' }];
     return readAllocationExtents(this.client, offset, length);
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    this.checkRange(offset, length);
+    checkDiskRange(offset, length, this.virtualSize, 'NBD export');
     return this.client.read(offset, length);
   }
 
   async close(): Promise<void> {
     if (this.ownsClient) await this.client.close();
-  }
-
-  private checkRange(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new DiskError('DISK_RANGE', `bad range offset=${offset} length=${length}`);
-    }
-    if (offset + length > this.virtualSize) {
-      throw new DiskError(
-        'DISK_RANGE',
-        `[${offset}, +${length}) beyond NBD export size ${this.virtualSize}`,
-        {
-          details: { offset, length, size: this.virtualSize },
-        },
-      );
-    }
   }
 }

@@ -4,6 +4,7 @@ import type { Disk } from '../disk.js';
 import { DiskError } from '../errors.js';
 import { coalesceExtents, type Extent } from '../extent.js';
 import { LocalFile, type RandomAccessFile } from '../io.js';
+import { checkDiskRange } from '../range.js';
 import { RawDisk } from '../raw.js';
 import { QCOW2_MAGIC } from './format.js';
 import { forEachLimited, Qcow2Image, type Qcow2Image as Qcow2ImageType } from './reader.js';
@@ -168,7 +169,7 @@ export class ChainReader implements Disk {
   }
 
   async extents(offset = 0, length = this.virtualSize - offset): Promise<Extent[]> {
-    this.checkRange(offset, length);
+    checkDiskRange(offset, length, this.virtualSize);
     const end = offset + length;
     const map = await this.map();
     const out: Extent[] = [];
@@ -182,7 +183,7 @@ export class ChainReader implements Disk {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    this.checkRange(offset, length);
+    checkDiskRange(offset, length, this.virtualSize);
     const parts = (await this.extents(offset, length)).filter((e) => e.kind === 'data');
     if (parts.length === 1 && parts[0].offset === offset && parts[0].length === length) {
       return this.layers[parts[0].depth ?? 0].disk.read(offset, length);
@@ -193,18 +194,6 @@ export class ChainReader implements Disk {
       buf.copy(out, e.offset - offset);
     });
     return out;
-  }
-
-  private checkRange(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new DiskError('DISK_RANGE', `invalid range ${offset}+${length}`);
-    }
-    if (offset + length > this.virtualSize) {
-      throw new DiskError(
-        'DISK_RANGE',
-        `range ${offset}+${length} beyond the virtual size ${this.virtualSize}`,
-      );
-    }
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@ import type { Disk } from '../disk.js';
 import { DiskError } from '../errors.js';
 import type { Extent, ExtentKind } from '../extent.js';
 import type { RandomAccessFile } from '../io.js';
+import { checkDiskRange } from '../range.js';
 import {
   decodeL2Entry,
   type L2Entry,
@@ -230,7 +231,7 @@ export class Qcow2Image implements Disk {
   }
 
   async extents(offset = 0, length = this.virtualSize - offset): Promise<Extent[]> {
-    this.checkRange(offset, length);
+    checkDiskRange(offset, length, this.virtualSize, this.file.name);
     const end = offset + length;
     const h = this.header;
     const out: Extent[] = [];
@@ -271,7 +272,7 @@ export class Qcow2Image implements Disk {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    this.checkRange(offset, length);
+    checkDiskRange(offset, length, this.virtualSize, this.file.name);
     const out = Buffer.alloc(length);
     if (length === 0) return out;
     const h = this.header;
@@ -369,18 +370,6 @@ export class Qcow2Image implements Disk {
     }
     this.compressedCache.set(entry.hostOffset, cluster);
     return cluster;
-  }
-
-  private checkRange(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new DiskError('DISK_RANGE', `${this.file.name}: invalid range ${offset}+${length}`);
-    }
-    if (offset + length > this.virtualSize) {
-      throw new DiskError(
-        'DISK_RANGE',
-        `${this.file.name}: range ${offset}+${length} beyond the virtual size ${this.virtualSize}`,
-      );
-    }
   }
 
   /** Bytes of the file referenced as data by the active L1 (compressed clusters count their size). */
