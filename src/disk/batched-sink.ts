@@ -32,6 +32,31 @@ export class BatchedSink {
     if (this.pendingBytes >= this.batchBytes) await this.flush();
   }
 
+  /** Whether {@link lend} can hand buffers to the sink and get them back when it is done with them. */
+  get lends(): boolean {
+    return typeof this.sink.writeBorrowed === 'function';
+  }
+
+  /**
+   * Writes a buffer the caller will recycle: `release` runs once the sink is done with it. Only when
+   * {@link lends}; the buffer is never batched (pending bytes go out first).
+   */
+  async lend(buf: Buffer, release: () => void): Promise<void> {
+    if (!this.sink.writeBorrowed) {
+      release();
+      throw new Error('BatchedSink.lend: the sink cannot lend buffers');
+    }
+    try {
+      await this.flush();
+    } catch (err) {
+      release();
+      throw err;
+    }
+    await this.sink.writeBorrowed(buf, release);
+    this.written += buf.length;
+    this.onWritten?.(this.written);
+  }
+
   async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
     const buf = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);

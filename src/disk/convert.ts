@@ -72,20 +72,12 @@ export async function convertImage(src: Disk, dst: string, opts: ConvertOptions)
   } else {
     extents = await src.extents();
   }
-  // The sink keeps chunks until written, so they cannot be recycled; reading straight into one
-  // buffer per chunk still saves the reader's own allocation and copy.
+  // The file sink says when it is done with a chunk, so the writer reads into recycled buffers.
   const reader = bufferReaderFor(src);
-  const source = {
-    read: async (offset: number, length: number) => {
-      const buf = Buffer.allocUnsafe(length);
-      await reader.readInto(buf, offset);
-      return buf;
-    },
-  };
   const sink = await FileSink.create(dst);
   try {
     const r = await writeQcow2(
-      { virtualSize: src.virtualSize, extents, source, clusterSize, backing },
+      { virtualSize: src.virtualSize, extents, source: src, reader, clusterSize, backing },
       sink,
       {
         readAhead: opts.readAhead,

@@ -64,12 +64,20 @@ export class FileSink implements ByteSink {
     return this.offset;
   }
 
-  async write(chunk: Buffer): Promise<void> {
-    if (this.finished) throw new DiskError('DISK_IO', `${this.path}: write after close`);
+  write(chunk: Buffer): Promise<void> {
+    return this.writeBorrowed(chunk);
+  }
+
+  /** `release` runs once the positional write of `chunk` has finished (or failed). */
+  async writeBorrowed(chunk: Buffer, release?: () => void): Promise<void> {
+    if (this.finished) {
+      release?.();
+      throw new DiskError('DISK_IO', `${this.path}: write after close`);
+    }
     const at = this.offset;
     this.offset += chunk.length;
     try {
-      await this.writer.write(chunk, at);
+      await this.writer.write(chunk, at, release);
     } catch (err) {
       throw ioError(this.path, 'write', err);
     }

@@ -18,6 +18,12 @@ export interface RandomAccessFile {
 /** A sequential byte stream: what the one-pass qcow2 writer emits into (file, S3 multipart upload). */
 export interface ByteSink {
   write(chunk: Buffer): Promise<void>;
+  /**
+   * Optional: like `write`, and calls `release` exactly once when the sink no longer holds `chunk`
+   * (written, copied or failed), so the caller can recycle the buffer. A sink without it may keep a
+   * chunk after `write` resolves, so its callers give it a fresh buffer each time.
+   */
+  writeBorrowed?(chunk: Buffer, release: () => void): Promise<void>;
   /** Flushes and makes the bytes durable; the sink is unusable afterwards. */
   close(): Promise<void>;
   /** Throws away what was written (deletes a temp file, aborts a multipart upload). */

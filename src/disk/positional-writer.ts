@@ -34,7 +34,10 @@ export class PositionalWriter {
   /** `onWritten` runs once the buffers are no longer needed (written or failed): recycle them there. */
   async write(buffers: Buffer | Buffer[], position: number, onWritten?: () => void): Promise<void> {
     while (this.inFlight.size >= this.maxInFlight) await Promise.race(this.inFlight);
-    if (this.failed) throw this.failed;
+    if (this.failed) {
+      onWritten?.();
+      throw this.failed;
+    }
     const list = Array.isArray(buffers) ? buffers : [buffers];
     const p: Promise<void> = this.writeAll(list, position)
       .catch((err) => {
