@@ -5,7 +5,7 @@ import { parseJson } from './json.js';
 import { appendToJsonArray } from './json-append.js';
 import { type Page, type ProjectScope, pageOf } from './page.js';
 import type { CatalogDb, JobsTable } from './schema.js';
-import { allowedFrom, isTerminal, type JobStatus } from './status.js';
+import { allowedFrom, badTransition, isTerminal, type JobStatus } from './status.js';
 import { type IsoTime, isoNow } from './time.js';
 
 export * from './tasks.js';
@@ -116,10 +116,7 @@ export async function setJobStatus(
     .returningAll()
     .executeTakeFirst();
   if (row) return toJob(row);
-  const current = await getJob(db, id);
-  throw new CatalogError('CATALOG_BAD_TRANSITION', `job cannot go from ${current.status} to ${to}`, {
-    details: { kind: 'job', from: current.status, to },
-  });
+  throw badTransition('job', (await getJob(db, id)).status, to);
 }
 
 /**

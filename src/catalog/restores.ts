@@ -1,10 +1,10 @@
 import type { Selectable, Updateable } from 'kysely';
-import { CatalogError, guardWrite, notFound } from './errors.js';
+import { guardWrite, notFound } from './errors.js';
 import { newId } from './ids.js';
 import { parseJson, toJson } from './json.js';
 import { type Page, type ProjectScope, pageOf } from './page.js';
 import type { CatalogDb, RestoresTable } from './schema.js';
-import { allowedFrom, isTerminal, type RestoreStatus } from './status.js';
+import { allowedFrom, badTransition, isTerminal, type RestoreStatus } from './status.js';
 import { isoNow } from './time.js';
 
 export interface Restore extends Omit<Selectable<RestoresTable>, 'plan'> {
@@ -95,10 +95,7 @@ export async function setRestoreStatus(
     .returningAll()
     .executeTakeFirst();
   if (row) return toRestore(row);
-  const current = await getRestore(db, id);
-  throw new CatalogError('CATALOG_BAD_TRANSITION', `restore cannot go from ${current.status} to ${to}`, {
-    details: { kind: 'restore', from: current.status, to },
-  });
+  throw badTransition('restore', (await getRestore(db, id)).status, to);
 }
 
 export async function setRestoreProgress(

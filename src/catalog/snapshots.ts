@@ -1,10 +1,10 @@
 import type { Selectable, Updateable } from 'kysely';
-import { CatalogError, guardWrite, notFound } from './errors.js';
+import { guardWrite, notFound } from './errors.js';
 import { newId } from './ids.js';
 import { parseJson, toJson } from './json.js';
 import { appendToJsonArray } from './json-append.js';
 import type { CatalogDb, SnapshotDisksTable, SnapshotsTable, SnapshotVmsTable } from './schema.js';
-import { allowedFrom, type SnapshotStatus } from './status.js';
+import { allowedFrom, badTransition, type SnapshotStatus } from './status.js';
 import { isoNow } from './time.js';
 
 export interface Snapshot extends Omit<Selectable<SnapshotsTable>, 'warnings'> {
@@ -122,10 +122,7 @@ export async function setSnapshotStatus(
     .returningAll()
     .executeTakeFirst();
   if (row) return toSnapshot(row);
-  const current = await getSnapshot(db, id);
-  throw new CatalogError('CATALOG_BAD_TRANSITION', `snapshot cannot go from ${current.status} to ${to}`, {
-    details: { kind: 'snapshot', from: current.status, to },
-  });
+  throw badTransition('snapshot', (await getSnapshot(db, id)).status, to);
 }
 
 export async function setSnapshotProgress(

@@ -72,11 +72,18 @@ export function canTransition<K extends StatusKind>(kind: K, from: StatusOf<K>, 
 }
 
 export function assertTransition<K extends StatusKind>(kind: K, from: StatusOf<K>, to: StatusOf<K>): void {
-  if (!canTransition(kind, from, to)) {
-    throw new CatalogError('CATALOG_BAD_TRANSITION', `${kind} cannot go from ${from} to ${to}`, {
-      details: { kind, from, to },
-    });
-  }
+  if (!canTransition(kind, from, to)) throw badTransition(kind, from, to);
+}
+
+/** The CATALOG_BAD_TRANSITION error of a refused status change (also when a conditional UPDATE lost). */
+export function badTransition<K extends StatusKind>(
+  kind: K,
+  from: StatusOf<K>,
+  to: StatusOf<K>,
+): CatalogError {
+  return new CatalogError('CATALOG_BAD_TRANSITION', `${kind} cannot go from ${from} to ${to}`, {
+    details: { kind, from, to },
+  });
 }
 
 /** The statuses from which `to` may be reached: the WHERE clause of a race-free status UPDATE. */
