@@ -10,9 +10,9 @@ import { BackupError } from '../../datamover/backup-errors.js';
 import { LibvirtHypervisor } from '../../hypervisor/libvirt.js';
 import { TargetError } from '../../target/errors.js';
 import { vmsPrefix } from '../../target/layout.js';
-import { openBackend } from '../../target/open-target.js';
 import { Target } from '../../target/target.js';
-import { cancelOnInterrupt, collect, type S3Flags, withS3Flags } from './restore.js';
+import { openBackendWithFlags, type S3Flags, withS3Flags } from '../target-options.js';
+import { cancelOnInterrupt, collect } from './restore.js';
 import { formatBytes } from './target.js';
 
 /**
@@ -49,13 +49,7 @@ async function openOrInitTarget(
   location: string,
   flags: S3Flags,
 ): Promise<{ target: Target; created: boolean }> {
-  const backend = await openBackend(location, {
-    endpoint: flags.endpoint,
-    accessKeyId: flags.accessKey,
-    secretAccessKey: flags.secretKey,
-    region: flags.region,
-    create: true,
-  });
+  const backend = await openBackendWithFlags(location, flags, { create: true });
   try {
     try {
       return { target: await Target.open(backend), created: false };
