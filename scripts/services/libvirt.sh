@@ -12,35 +12,23 @@
 # needs no dnsmasq and starts fine here.
 set -euo pipefail
 
-cmd="${1:-}"
-state="${2:-}"
-if [ -z "$cmd" ] || [ -z "$state" ]; then
-  echo "usage: $0 start|stop STATE_DIR" >&2
-  exit 2
-fi
-mkdir -p "$state"
+# shellcheck source=lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+service_args "$@"
 uri="qemu:///system"
 # QEMU runs as libvirt-qemu: test disks, scratch files and NBD sockets must sit where it can reach
 # them, so this directory (and every parent) is world-traversable and sticky like /tmp.
 vmdir="${LIFEBOAT_TEST_VMDIR:-/var/tmp/lifeboat-test-vms}"
 
-running_pid() { # $1 = daemon name, $2 = pid file: prints the PID if that daemon is alive
-  local pid
-  [ -f "$2" ] || return 1
-  pid=$(cat "$2" 2>/dev/null || true)
-  [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] || return 1
-  echo "$pid"
-}
-
 start_daemon() { # $1 = daemon name, $2 = pid file
-  if running_pid "$1" "$2" >/dev/null || pgrep -x "$1" >/dev/null; then
+  if pid_named "$1" "$2" >/dev/null || pgrep -x "$1" >/dev/null; then
     echo "libvirt: $1 already running, leaving it alone"
     return 0
   fi
   "/usr/sbin/$1" -d -p "$2"
   local pid=""
   for _ in $(seq 1 50); do
-    pid=$(running_pid "$1" "$2" || true)
+    pid=$(pid_named "$1" "$2" || true)
     [ -n "$pid" ] && break
     sleep 0.1
   done
@@ -90,8 +78,7 @@ stop)
   for d in libvirtd virtlogd; do
     f="$state/libvirt.$d.pid"
     [ -f "$f" ] || continue
-    pid=$(cat "$f")
-    if [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$d" ]; then
+    if pid=$(pid_named "$d" "$f"); then
       kill "$pid" || true
       for _ in $(seq 1 50); do
         [ -d "/proc/$pid" ] || break
@@ -103,8 +90,5 @@ stop)
     rm -f "$f"
   done
   ;;
-*)
-  echo "usage: $0 start|stop STATE_DIR" >&2
-  exit 2
-  ;;
+*) service_usage ;;
 esac

@@ -10,14 +10,9 @@
 # command runs through `runuser -u postgres`.
 set -euo pipefail
 
-cmd="${1:-}"
-state="${2:-}"
-if [ -z "$cmd" ] || [ -z "$state" ]; then
-  echo "usage: $0 start|stop STATE_DIR" >&2
-  exit 2
-fi
-mkdir -p "$state"
-state=$(cd "$state" && pwd)
+# shellcheck source=lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+service_args "$@"
 bindir="${LIFEBOAT_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 dir="$state/postgres"
 data="$dir/data"
@@ -32,21 +27,9 @@ as_owner() {
   fi
 }
 
-free_port() { # asks the kernel for a port nobody listens on
-  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();});'
-}
-
-server_pid() { # prints the PID we recorded if that process is still a postgres server
-  local pid
-  [ -f "$pidfile" ] || return 1
-  pid=$(cat "$pidfile" 2>/dev/null || true)
-  [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "postgres" ] || return 1
-  echo "$pid"
-}
-
 case "$cmd" in
 start)
-  if pid=$(server_pid); then
+  if pid=$(pid_named postgres "$pidfile"); then
     echo "postgres: already running (pid $pid)"
     exit 0
   fi
@@ -73,7 +56,7 @@ start)
   echo "postgres: ready on 127.0.0.1:$port (pid $(cat "$pidfile"))"
   ;;
 stop)
-  if pid=$(server_pid); then
+  if pid=$(pid_named postgres "$pidfile"); then
     as_owner "$bindir/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null 2>&1 || kill "$pid" || true
     for _ in $(seq 1 100); do
       [ -d "/proc/$pid" ] || break
@@ -86,8 +69,5 @@ stop)
   if [ -f "$pidfile" ] || [ -f "$state/postgres.env" ]; then rm -rf "$dir"; fi
   rm -f "$pidfile" "$state/postgres.env"
   ;;
-*)
-  echo "usage: $0 start|stop STATE_DIR" >&2
-  exit 2
-  ;;
+*) service_usage ;;
 esac

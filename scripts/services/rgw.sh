@@ -10,14 +10,9 @@
 # cluster is throwaway by design.
 set -euo pipefail
 
-cmd="${1:-}"
-state="${2:-}"
-if [ -z "$cmd" ] || [ -z "$state" ]; then
-  echo "usage: $0 start|stop STATE_DIR" >&2
-  exit 2
-fi
-mkdir -p "$state"
-state="$(cd "$state" && pwd)"
+# shellcheck source=lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+service_args "$@"
 dir="$state/rgw"
 conf="$dir/ceph.conf"
 envfile="$state/rgw.env"
@@ -25,10 +20,6 @@ names=(client.rgw osd.0 mon.a)
 
 pid_alive() { # pidfile -> 0 when the process in it runs
   [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
-}
-
-free_port() {
-  node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
 }
 
 stop() {
@@ -156,8 +147,5 @@ EOF
 case "$cmd" in
 start) start ;;
 stop) stop ;;
-*)
-  echo "usage: $0 start|stop STATE_DIR" >&2
-  exit 2
-  ;;
+*) service_usage ;;
 esac
