@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { NbdClient, NbdError, readAllocationExtents, readIncrementalExtents } from '../src/nbd/index.js';
+import { NbdClient, type NbdError, readAllocationExtents, readIncrementalExtents } from '../src/nbd/index.js';
 import {
   NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
@@ -29,7 +29,7 @@ import {
   readUInt64,
   writeUInt64,
 } from '../src/nbd/protocol.js';
-import { makeTempDir, removeDir } from './nbd-servers.js';
+import { makeTempDir, rejectsWith, removeDir } from './nbd-servers.js';
 
 const EXPORT_SIZE = 1 << 20;
 
@@ -173,17 +173,6 @@ function serve(s: net.Socket, script: Script): void {
       }
     }
   });
-}
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<NbdError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof NbdError, `expected NbdError ${code}, got ${err}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
 }
 
 describe('NbdClient against a misbehaving server', () => {

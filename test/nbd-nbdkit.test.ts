@@ -13,23 +13,13 @@ import {
   makeTempDir,
   nbdcopyToBuffer,
   type RunningServer,
+  rejectsWith,
   removeDir,
   startNbdkit,
 } from './nbd-servers.js';
 
 const K = 1024;
 const M = 1024 * K;
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<NbdError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof NbdError, `expected NbdError ${code}, got ${err}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 /** Sparse data with a few patterned regions, as the nbdkit data plugin describes it. */
 const DATA_SPEC =

@@ -1,14 +1,16 @@
 /**
  * Real NBD servers for the NBD tests: qemu-nbd and nbdkit on unix sockets in a temp dir or on
  * 127.0.0.1, started here and stopped by PID. Both fork into the background once they listen and
- * write a pid file, so "started" means "ready".
+ * write a pid file, so "started" means "ready". Also the assertion the NBD tests share.
  */
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { NbdError } from '../src/nbd/index.js';
 
 export const exec = promisify(execFile);
 
@@ -153,4 +155,16 @@ export async function qemuImgToRaw(
   const data = await readFile(out);
   await rm(out);
   return data;
+}
+
+/** Awaits `p`, which must fail with an NbdError of this code; returns that error. */
+export async function rejectsWith(p: Promise<unknown>, code: string): Promise<NbdError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof NbdError, `expected NbdError ${code}, got ${err}`);
+    assert.equal(err.code, code, err.message);
+    return err;
+  }
+  assert.fail(`expected ${code}, but it succeeded`);
 }

@@ -13,7 +13,6 @@ import {
   dirtyBitmapContext,
   NbdClient,
   NbdDisk,
-  NbdError,
   readAllocationExtents,
   readDirtyExtents,
   readIncrementalExtents,
@@ -24,6 +23,7 @@ import {
   nbdcopyToBuffer,
   qemuImgToRaw,
   type RunningServer,
+  rejectsWith,
   removeDir,
   run,
   startQemuNbd,
@@ -32,17 +32,6 @@ import {
 const K = 1024;
 const M = 1024 * K;
 const SIZE = 24 * M;
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<NbdError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof NbdError, `expected NbdError ${code}, got ${err}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 /** qemu-img map over the same NBD export, as extents: zero:true -> 'zero', else 'data'. */
 async function qemuImgMapExtents(uri: string): Promise<Extent[]> {
