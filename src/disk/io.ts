@@ -17,6 +17,10 @@ export interface RandomAccessFile {
 
 /** A sequential byte stream: what the one-pass qcow2 writer emits into (file, S3 multipart upload). */
 export interface ByteSink {
+  /**
+   * Appends `chunk`. The sink may still read it after the promise resolves (writes in flight), so
+   * the caller must not modify it; to recycle buffers, use `writeBorrowed` where a sink has it.
+   */
   write(chunk: Buffer): Promise<void>;
   /**
    * Optional: like `write`, and calls `release` exactly once when the sink no longer holds `chunk`

@@ -14,6 +14,7 @@ import {
 import { dirname, join, sep } from 'node:path';
 import { DiskError } from '../disk/errors.js';
 import { type ByteSink, LocalFile, type RandomAccessFile } from '../disk/io.js';
+import { PositionalWriter } from '../disk/positional-writer.js';
 import type { ObjectInfo, ObjectVersion, TargetBackend } from './backend.js';
 import { TargetError } from './errors.js';
 import { assertKey, assertPrefix, isSafeId } from './keys.js';
@@ -283,26 +284,38 @@ export class FsBackend implements TargetBackend {
   async close(): Promise<void> {}
 }
 
-/** Streams into a temp file; close() makes it durable and renames it into place. */
+/**
+ * Streams into a temp file; close() makes it durable and renames it into place. Several writes run
+ * at once with flush-behind (positional-writer.ts): write() resolves once a write is started, so the
+ * caller hashes or reads the next chunk meanwhile; a write error surfaces on a later call or close().
+ * Chunks must not be modified once passed (writeBorrowed says when a buffer can be reused).
+ */
 class FsFileSink implements ByteSink {
   private done = false;
   private position = 0;
+  private readonly writer: PositionalWriter;
 
   constructor(
     private readonly fh: FileHandle,
     private readonly tmp: string,
     private readonly finalPath: string,
-  ) {}
+  ) {
+    this.writer = new PositionalWriter(fh);
+  }
 
-  async write(chunk: Buffer): Promise<void> {
-    if (this.done) throw new TargetError('TARGET_STATE', `${this.finalPath}: write after close`);
-    let off = 0;
+  write(chunk: Buffer): Promise<void> {
+    return this.writeBorrowed(chunk);
+  }
+
+  async writeBorrowed(chunk: Buffer, release?: () => void): Promise<void> {
+    if (this.done) {
+      release?.();
+      throw new TargetError('TARGET_STATE', `${this.finalPath}: write after close`);
+    }
+    const at = this.position;
+    this.position += chunk.length;
     try {
-      while (off < chunk.length) {
-        const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.position);
-        off += bytesWritten;
-        this.position += bytesWritten;
-      }
+      await this.writer.write(chunk, at, release);
     } catch (err) {
       throw ioError(this.finalPath, err);
     }
@@ -312,10 +325,12 @@ class FsFileSink implements ByteSink {
     if (this.done) throw new TargetError('TARGET_STATE', `${this.finalPath}: closed twice`);
     this.done = true;
     try {
-      await this.fh.sync();
+      await this.writer.finish();
       await this.fh.close();
       await rename(this.tmp, this.finalPath);
     } catch (err) {
+      await this.writer.settle();
+      await this.fh.close().catch(() => {});
       await unlink(this.tmp).catch(() => {});
       throw ioError(this.finalPath, err);
     }
@@ -325,6 +340,7 @@ class FsFileSink implements ByteSink {
   async abort(): Promise<void> {
     if (this.done) return;
     this.done = true;
+    await this.writer.settle();
     await this.fh.close().catch(() => {});
     await unlink(this.tmp).catch(() => {});
   }
