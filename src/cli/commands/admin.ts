@@ -27,6 +27,7 @@ import {
   resolveUser,
   USER_ROLES,
 } from '../../catalog/users.js';
+import { printJson, table, write } from '../format.js';
 
 /**
  * `lifeboat admin user|project|token ...`: identities straight on the catalog database. They bypass
@@ -43,10 +44,6 @@ export function defaultCatalogUrl(): string {
 interface CommonOptions {
   db?: string;
   json?: boolean;
-}
-
-function write(text: string): void {
-  process.stdout.write(text);
 }
 
 /** Runs `fn` on the catalog named by --db (migrating it first) and always closes it. */
@@ -71,21 +68,6 @@ function cliActor(): AuditActor {
     // no passwd entry for this uid (containers): keep 'unknown'
   }
   return { name: `cli:${name}`, source: 'cli' };
-}
-
-/** Columns padded to their widest cell: readable in a terminal, easy to grep. */
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
-      .join('  ')
-      .trimEnd();
-  return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
-}
-
-function printJson(value: unknown): void {
-  write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 async function resolveProject(db: CatalogDb, idOrName: string): Promise<Project> {
