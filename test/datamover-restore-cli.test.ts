@@ -13,6 +13,7 @@ import {
   libvirtTestEnv,
   removeStaleTestDomains,
   type TestDomain,
+  testDomainName,
   testHypervisor,
 } from './helpers/libvirt.js';
 import { qemuRawSha256 } from './helpers/qemu-img.js';
@@ -40,10 +41,7 @@ describe('restore CLI', () => {
 
   before(async () => {
     await removeStaleTestDomains(hv);
-    work = join(
-      libvirtTestEnv().vmDir,
-      `lbtest-${process.pid}-clirestore-${Math.random().toString(36).slice(2, 7)}`,
-    );
+    work = join(libvirtTestEnv().vmDir, testDomainName('clirestore'));
     await mkdir(work, { recursive: true, mode: 0o755 });
     source = await createTestDomain({
       label: 'clisrc',
@@ -78,7 +76,7 @@ describe('restore CLI', () => {
   });
 
   test('vm restore from a snapshot folder: a new domain that starts, disk identical', async () => {
-    const name = `lbtest-${process.pid}-clinew-${Math.random().toString(36).slice(2, 7)}`;
+    const name = testDomainName('clinew');
     names.push(name);
     const folder = join(root, 'workloads/wl-cli/snapshots/s2/vms/vm-lv');
     const r = await lifeboat(

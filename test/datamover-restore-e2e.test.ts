@@ -17,6 +17,7 @@ import {
   libvirtTestEnv,
   removeStaleTestDomains,
   type TestDomain,
+  testDomainName,
   testHypervisor,
 } from './helpers/libvirt.js';
 import { qemuRawSha256 } from './helpers/qemu-img.js';
@@ -54,10 +55,7 @@ describe('backup then restore, end to end', () => {
 
   before(async () => {
     await removeStaleTestDomains(hv);
-    work = join(
-      libvirtTestEnv().vmDir,
-      `lbtest-${process.pid}-e2e-${Math.random().toString(36).slice(2, 7)}`,
-    );
+    work = join(libvirtTestEnv().vmDir, testDomainName('e2e'));
     await mkdir(join(work, 'scratch'), { recursive: true, mode: 0o755 });
     dom = await createTestDomain({
       label: 'e2e',
@@ -118,7 +116,7 @@ describe('backup then restore, end to end', () => {
 
   test('every snapshot restores as a new domain that starts, disks identical to the source then', async () => {
     for (const [i, e] of expected.entries()) {
-      const name = `lbtest-${process.pid}-e2er${i}-${Math.random().toString(36).slice(2, 7)}`;
+      const name = testDomainName(`e2er${i}`);
       restored.push(name);
       const r = await restoreDomain({
         backend,
@@ -169,7 +167,7 @@ describe('backup then restore, end to end', () => {
         ['vdb', 'full'],
       ],
     );
-    const name = `lbtest-${process.pid}-e2eafter-${Math.random().toString(36).slice(2, 7)}`;
+    const name = testDomainName('e2eafter');
     restored.push(name);
     const again = await restoreDomain({ backend, vm, hypervisor: hv, name, dir: join(work, name) });
     assert.equal(await qemuRawSha256(again.disks[0]!.path, work), expected[1]!.vda);

@@ -18,6 +18,7 @@ import {
   libvirtTestEnv,
   removeStaleTestDomains,
   type TestDomain,
+  testDomainName,
   testHypervisor,
 } from './helpers/libvirt.js';
 import { qemuRawSha256 } from './helpers/qemu-img.js';
@@ -40,10 +41,7 @@ describe('restore with libvirt', () => {
 
   before(async () => {
     await removeStaleTestDomains(hv);
-    work = join(
-      libvirtTestEnv().vmDir,
-      `lbtest-${process.pid}-restorework-${Math.random().toString(36).slice(2, 7)}`,
-    );
+    work = join(libvirtTestEnv().vmDir, testDomainName('restorework'));
     await mkdir(work, { recursive: true, mode: 0o755 });
     source = await createTestDomain({
       label: 'rsrc',
@@ -90,7 +88,7 @@ describe('restore with libvirt', () => {
 
   const vmOf = async (sid: string) => findVm(target, await findSnapshot(target, 'wl-lv', sid));
   const newName = (tag: string) => {
-    const n = `lbtest-${process.pid}-${tag}-${Math.random().toString(36).slice(2, 7)}`;
+    const n = testDomainName(tag);
     restoredNames.push(n);
     return n;
   };

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { openScratchCatalog, type ScratchCatalog } from '../src/catalog/scratch.js';
 import { lifeboatVersion } from '../src/cli/version.js';
 import { createDemoVm, type DemoVm, deleteDemoVm } from '../src/cloud/libvirt/demo-vm.js';
-import { libvirtTestEnv, testHypervisor } from './helpers/libvirt.js';
+import { libvirtTestEnv, testDomainName, testHypervisor } from './helpers/libvirt.js';
 
 /** `lifeboat serve` as a real process, on SQLite and on PostgreSQL, driven with the real CLI. */
 
@@ -185,7 +185,7 @@ describe('demo VM', () => {
 
   test('demo-vm creates a running TCG domain with two small disks holding data', async () => {
     const hv = testHypervisor();
-    const name = `lbtest-${process.pid}-demo-${Math.random().toString(36).slice(2, 7)}`;
+    const name = testDomainName('demo');
     vm = await createDemoVm(hv, { name, dir: join(libvirtTestEnv().vmDir, name) });
     assert.equal(await hv.domains.state(name), 'running');
     const desc = await hv.domains.describe(name);

@@ -84,11 +84,19 @@ async function qemuIo(format: string, path: string, command: string): Promise<vo
   await run('qemu-io', ['-f', format, '-c', command, path]);
 }
 
+/**
+ * A fresh `lbtest-<pid>-<label>-<random>` name (see above) for a domain or scratch directory that
+ * `removeStaleTestDomains` may clean up after a crashed run.
+ */
+export function testDomainName(label: string): string {
+  return `lbtest-${process.pid}-${label}-${Math.random().toString(36).slice(2, 7)}`;
+}
+
 export async function createTestDomain(options: CreateTestDomainOptions): Promise<TestDomain> {
   const env = libvirtTestEnv();
   const hv = testHypervisor();
   if (options.disks.length < 1 || options.disks.length > TARGETS.length) throw new Error('1-4 test disks');
-  const name = `lbtest-${process.pid}-${options.label}-${Math.random().toString(36).slice(2, 7)}`;
+  const name = testDomainName(options.label);
   const dir = join(env.vmDir, name);
   await mkdir(dir, { recursive: true });
   // QEMU (libvirt-qemu) must traverse it; libvirt relabels the image files themselves.
