@@ -6,6 +6,7 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -100,42 +101,36 @@ export class S3Backend implements TargetBackend {
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    assertPrefix(prefix);
-    let token: string | undefined;
-    do {
-      let page: import('@aws-sdk/client-s3').ListObjectsV2CommandOutput;
-      try {
-        page = await this.client.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: this.base + prefix,
-            ContinuationToken: token,
-            MaxKeys: this.opts.pageSize,
-          }),
-        );
-      } catch (err) {
-        throw s3Error(this.what(prefix), err);
-      }
+    for await (const page of this.listPages(prefix)) {
       for (const o of page.Contents ?? []) {
         const key = (o.Key ?? '').slice(this.base.length);
         if (!isValidKey(key)) continue;
         yield { key, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) };
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+    }
   }
 
   async *listFolders(prefix: string): AsyncIterable<string> {
+    for await (const page of this.listPages(prefix, '/')) {
+      for (const cp of page.CommonPrefixes ?? []) {
+        const name = (cp.Prefix ?? '').slice(this.base.length + prefix.length).replace(/\/$/, '');
+        if (isValidKey(name) && !name.includes('/')) yield name;
+      }
+    }
+  }
+
+  /** Every ListObjectsV2 page under `prefix` (with `delimiter`: grouped into CommonPrefixes). */
+  private async *listPages(prefix: string, delimiter?: string): AsyncIterable<ListObjectsV2CommandOutput> {
     assertPrefix(prefix);
     let token: string | undefined;
     do {
-      let page: import('@aws-sdk/client-s3').ListObjectsV2CommandOutput;
+      let page: ListObjectsV2CommandOutput;
       try {
         page = await this.client.send(
           new ListObjectsV2Command({
             Bucket: this.bucket,
             Prefix: this.base + prefix,
-            Delimiter: '/',
+            Delimiter: delimiter,
             ContinuationToken: token,
             MaxKeys: this.opts.pageSize,
           }),
@@ -143,10 +138,7 @@ export class S3Backend implements TargetBackend {
       } catch (err) {
         throw s3Error(this.what(prefix), err);
       }
-      for (const cp of page.CommonPrefixes ?? []) {
-        const name = (cp.Prefix ?? '').slice(this.base.length + prefix.length).replace(/\/$/, '');
-        if (isValidKey(name) && !name.includes('/')) yield name;
-      }
+      yield page;
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
   }
