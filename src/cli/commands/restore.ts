@@ -17,9 +17,6 @@ import { formatBytes } from './target.js';
  * group's options are positional (only before a subcommand name), so they never clash.
  */
 
-// Re-exported for `vm backup`, which imports them from here (they moved to target-options).
-export { type S3Flags, withS3Flags };
-
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
