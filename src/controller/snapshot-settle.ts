@@ -1,4 +1,5 @@
 import { appendJobMessage, getJob, setJobProgress, setJobStatus } from '../catalog/jobs.js';
+import type { CatalogDb } from '../catalog/schema.js';
 import {
   addSnapshotDisk,
   addSnapshotDiskWarning,
@@ -56,9 +57,16 @@ export async function settleSnapshotJob(ctx: ControllerContext, jobId: string): 
   const w = await getWorkload(ctx.db, job.resource_id);
   const bad = tasks.filter((t) => t.status === 'failed' || t.status === 'cancelled');
   const stopped = ['cancelling', 'cancelled', 'failed'].includes(job.status);
+  // The target lease is given back, then the workload unlocked in the SAME transaction that sets the
+  // snapshot's final status: a client that sees `available`/`failed` may start the next snapshot at
+  // once and finds the workload free, and no new snapshot can start while this one is not settled.
+  const release = async (trx: CatalogDb) => {
+    if (w.target_id) await ctx.targets.releaseLease(w.target_id, w.id);
+    await unlockWorkload(trx, w.id, jobId);
+  };
   try {
     if (bad.length === 0 && !stopped && tasks.length > 0) {
-      await commitSnapshot(ctx, snapshot.id, w.id, w.target_id!);
+      await commitSnapshot(ctx, snapshot.id, w.id, w.target_id!, release);
       await appendJobMessage(ctx.db, jobId, 'info', `snapshot ${snapshot.id} committed`);
     } else {
       const failed = bad.find((t) => t.status === 'failed');
@@ -69,17 +77,16 @@ export async function settleSnapshotJob(ctx: ControllerContext, jobId: string): 
           : job.status === 'cancelling' || job.status === 'cancelled'
             ? 'cancelled'
             : reasonOf(bad[0]);
-      await abandonSnapshot(ctx, snapshot.id, w.id, w.target_id, reason);
+      await abandonSnapshot(ctx, snapshot.id, w.id, w.target_id, reason, release);
       await finishJob(ctx, jobId, failed || !stopped ? 'failed' : 'cancelled', reason);
     }
   } catch (err) {
     if (isCatalogTransitionError(err)) return; // another caller settled it first
     const reason = `commit failed: ${(err as Error).message}`;
-    await abandonSnapshot(ctx, snapshot.id, w.id, w.target_id, reason).catch(() => undefined);
+    await abandonSnapshot(ctx, snapshot.id, w.id, w.target_id, reason, release).catch(() => undefined);
     await finishJob(ctx, jobId, 'failed', reason);
   } finally {
-    await unlockWorkload(ctx.db, w.id, jobId);
-    if (w.target_id) await ctx.targets.releaseLease(w.target_id, w.id);
+    await release(ctx.db); // again on every path: both steps are no-ops when done already
   }
 }
 
@@ -103,21 +110,29 @@ async function finishJob(ctx: ControllerContext, jobId: string, to: 'failed' | '
   });
 }
 
-/** Removes the snapshot's folder from the target (under the lease) and marks it failed. */
+/**
+ * Removes the snapshot's unfinished folder from the target (under the lease), then marks it failed
+ * and releases the workload together: once it reads `failed`, nothing of it is left anywhere.
+ */
 async function abandonSnapshot(
   ctx: ControllerContext,
   snapshotId: string,
   workloadId: string,
   targetId: string | null,
   reason: string,
+  release: (trx: CatalogDb) => Promise<void>,
 ) {
-  await setSnapshotStatus(ctx.db, snapshotId, 'failed', { error: reason });
-  if (!targetId) return;
-  const target = await ctx.targets.target(targetId);
-  await ctx.targets.withLease(targetId, workloadId, async () => {
-    // Never remove a committed snapshot: only an unfinished folder is ours to clean.
-    if (await target.backend.stat(snapshotKey(workloadId, snapshotId))) return;
-    await target.backend.deletePrefix(snapshotPrefix(workloadId, snapshotId));
+  if (targetId) {
+    const target = await ctx.targets.target(targetId);
+    await ctx.targets.withLease(targetId, workloadId, async () => {
+      // Never remove a committed snapshot: only an unfinished folder is ours to clean.
+      if (await target.backend.stat(snapshotKey(workloadId, snapshotId))) return;
+      await target.backend.deletePrefix(snapshotPrefix(workloadId, snapshotId));
+    });
+  }
+  await ctx.db.transaction().execute(async (trx) => {
+    await release(trx);
+    await setSnapshotStatus(trx, snapshotId, 'failed', { error: reason });
   });
 }
 
@@ -127,6 +142,7 @@ async function commitSnapshot(
   snapshotId: string,
   workloadId: string,
   targetId: string,
+  release: (trx: CatalogDb) => Promise<void>,
 ) {
   const snapshot = await getSnapshot(ctx.db, snapshotId);
   const target = await ctx.targets.target(targetId);
@@ -169,9 +185,12 @@ async function commitSnapshot(
   });
   for (const [i, v] of vmsInCatalog.entries()) await recordVmFromMeta(ctx, v.id, metas[i]);
   for (const w of warnings) await addSnapshotWarning(ctx.db, snapshotId, `${w.vmId}/${w.disk}: ${w.message}`);
-  await setSnapshotStatus(ctx.db, snapshotId, 'available', {
-    sizeBytes: sizes.virtualBytes,
-    storedBytes: sizes.storedBytes,
+  await ctx.db.transaction().execute(async (trx) => {
+    await release(trx);
+    await setSnapshotStatus(trx, snapshotId, 'available', {
+      sizeBytes: sizes.virtualBytes,
+      storedBytes: sizes.storedBytes,
+    });
   });
 }
 
