@@ -108,6 +108,8 @@ async function runDelete(ctx: ControllerContext, jobId: string, snap: Snapshot, 
     }
     await deleteSnapshotRow(ctx.db, snap.id);
     await appendJobMessage(ctx.db, jobId, 'info', `snapshot ${snap.id} deleted`);
+    // Unlocked before the job reads succeeded, so a client acting on that finds the workload free.
+    await unlockWorkload(ctx.db, wid, jobId);
     await setJobStatus(ctx.db, jobId, 'succeeded');
   } catch (err) {
     const reason = (err as Error).message;
@@ -117,7 +119,7 @@ async function runDelete(ctx: ControllerContext, jobId: string, snap: Snapshot, 
     await appendJobMessage(ctx.db, jobId, 'error', reason).catch(() => undefined);
     await setJobStatus(ctx.db, jobId, 'failed', { error: reason }).catch(() => undefined);
   } finally {
-    await unlockWorkload(ctx.db, wid, jobId);
+    await unlockWorkload(ctx.db, wid, jobId); // a no-op when already unlocked
   }
 }
 
