@@ -70,6 +70,17 @@ export class LocalFile implements RandomAccessFile {
     return done === want ? buf : buf.subarray(0, done);
   }
 
+  /** Fills `target` from `offset` without allocating; zeros past the end of the file. */
+  async readInto(target: Buffer, offset: number): Promise<void> {
+    let done = 0;
+    while (done < target.length) {
+      const { bytesRead } = await this.fh.read(target, done, target.length - done, offset + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    target.fill(0, done);
+  }
+
   async close(): Promise<void> {
     await this.fh.close();
   }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { ByteSink } from '../disk/io.js';
-import { HashingSink } from './hashing-sink.js';
+import { digestFile, HashingSink } from './hashing-sink.js';
 
 class MemorySink implements ByteSink {
   chunks: Buffer[] = [];
@@ -24,9 +24,18 @@ describe('HashingSink', () => {
         .update(data.subarray(o, o + 4096))
         .digest('hex'),
     );
-    for (const chunk of [1, 1000, 4096, 5000, 10_000]) {
+    for (const [chunk, workers] of [
+      [1, false],
+      [1000, false],
+      [4096, false],
+      [5000, false],
+      [10_000, false],
+      [1000, true],
+      [5000, true],
+      [10_000, true],
+    ] as const) {
       const inner = new MemorySink();
-      const sink = new HashingSink(inner, 4096);
+      const sink = new HashingSink(inner, 4096, { workers });
       for (let o = 0; o < data.length; o += chunk) await sink.write(data.subarray(o, o + chunk));
       await sink.close();
       assert.deepEqual(sink.digest(), {
@@ -37,6 +46,38 @@ describe('HashingSink', () => {
       });
       assert.deepEqual(Buffer.concat(inner.chunks), data);
     }
+  });
+
+  it('digestFile gives the same blocks from reads or reads into its memory, here or in workers', async () => {
+    const data = Buffer.alloc(50_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13) % 253;
+    const expected: string[] = [];
+    for (let o = 0; o < data.length; o += 4096) {
+      expected.push(
+        createHash('sha256')
+          .update(data.subarray(o, o + 4096))
+          .digest('hex'),
+      );
+    }
+    const read = async (o: number, l: number) => Buffer.from(data.subarray(o, o + l));
+    const readInto = async (t: Buffer, o: number) => {
+      data.copy(t, 0, o, o + t.length);
+    };
+    for (const opts of [{ workers: false }, { workers: true }, { workers: true, readInto }]) {
+      const seen: number[] = [];
+      const blocks = await digestFile(read, data.length, 4096, (i) => seen.push(i), opts);
+      assert.deepEqual(blocks, expected);
+      assert.deepEqual(
+        seen,
+        expected.map((_, i) => i),
+      );
+    }
+    await assert.rejects(
+      digestFile(async () => Promise.reject(new Error('read broke')), data.length, 4096, undefined, {
+        workers: true,
+      }),
+      /read broke/,
+    );
   });
 
   it('an empty image has no blocks', async () => {

@@ -51,6 +51,15 @@ export class S3UploadSink implements ByteSink {
     while (this.pendingBytes >= this.opts.partSize) await this.startPart(this.takePart(this.opts.partSize));
   }
 
+  /** The chunk is copied before this returns, so its buffer goes straight back to the caller. */
+  async writeBorrowed(chunk: Buffer, release: () => void): Promise<void> {
+    try {
+      await this.write(chunk);
+    } finally {
+      release();
+    }
+  }
+
   private takePart(n: number): Buffer {
     const all = Buffer.concat(this.pending, this.pendingBytes);
     const part = all.subarray(0, n);

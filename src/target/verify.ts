@@ -1,3 +1,4 @@
+import { LocalFile } from '../disk/io.js';
 import type { ObjectInfo, TargetBackend } from './backend.js';
 import { TargetChainOpener } from './chain.js';
 import { TargetError } from './errors.js';
@@ -224,6 +225,8 @@ class Verifier {
             });
           }
         },
+        // A local file is read straight into the hashing memory (no fresh buffer per block).
+        { readInto: file instanceof LocalFile ? (t, o) => file.readInto(t, o) : undefined },
       );
       this.report.checkedBytes += file.size;
     } catch (err) {
