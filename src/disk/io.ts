@@ -12,6 +12,8 @@ export interface RandomAccessFile {
   readonly name: string;
   /** Reads up to `length` bytes at `offset`; returns fewer only at end of file. */
   read(offset: number, length: number): Promise<Buffer>;
+  /** Optional: fills `target` from `offset` into memory the caller owns; zeros past the end. */
+  readInto?(target: Buffer, offset: number): Promise<void>;
   close(): Promise<void>;
 }
 

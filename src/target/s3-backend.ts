@@ -324,14 +324,40 @@ class S3RangeReader implements RandomAccessFile {
   async read(offset: number, length: number): Promise<Buffer> {
     const end = Math.min(offset + length, this.size);
     if (end <= offset) return Buffer.alloc(0);
-    try {
-      const r = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.key, Range: `bytes=${offset}-${end - 1}` }),
-      );
-      return Buffer.from(await r.Body!.transformToByteArray());
-    } catch (err) {
-      throw s3Error(this.name, err);
+    const buf = Buffer.allocUnsafe(end - offset);
+    await this.readInto(buf, offset);
+    return buf;
+  }
+
+  /**
+   * The body streams straight into `target` (one copy; collecting it first and wrapping it costs
+   * two); zeros past the end of the object.
+   */
+  async readInto(target: Buffer, offset: number): Promise<void> {
+    const end = Math.min(offset + target.length, this.size);
+    let at = 0;
+    if (end > offset) {
+      try {
+        const r = await this.client.send(
+          new GetObjectCommand({ Bucket: this.bucket, Key: this.key, Range: `bytes=${offset}-${end - 1}` }),
+        );
+        for await (const piece of r.Body as AsyncIterable<Uint8Array>) {
+          if (at + piece.length > end - offset)
+            throw new Error(`more bytes than the ${end - offset} asked for`);
+          target.set(piece, at);
+          at += piece.length;
+        }
+      } catch (err) {
+        throw s3Error(this.name, err);
+      }
+      if (at !== end - offset) {
+        throw new TargetError(
+          'TARGET_IO',
+          `${this.name}: got ${at} bytes at ${offset}, expected ${end - offset}`,
+        );
+      }
     }
+    target.fill(0, at);
   }
 
   async close(): Promise<void> {}

@@ -1,4 +1,3 @@
-import { LocalFile } from '../disk/io.js';
 import type { ObjectInfo, TargetBackend } from './backend.js';
 import { TargetChainOpener } from './chain.js';
 import { TargetError } from './errors.js';
@@ -225,8 +224,8 @@ class Verifier {
             });
           }
         },
-        // A local file is read straight into the hashing memory (no fresh buffer per block).
-        { readInto: file instanceof LocalFile ? (t, o) => file.readInto(t, o) : undefined },
+        // Read straight into the hashing memory where the file can (no fresh buffer per block).
+        { readInto: file.readInto?.bind(file) },
       );
       this.report.checkedBytes += file.size;
     } catch (err) {

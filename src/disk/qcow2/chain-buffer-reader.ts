@@ -49,6 +49,7 @@ async function readFileInto(
   host: number,
 ) {
   if (!(file instanceof LocalFile)) {
+    if (file.readInto) return file.readInto(target.subarray(at, at + length), host);
     const buf = await file.read(host, length);
     buf.copy(target, at);
     if (buf.length < length) target.fill(0, at + buf.length, at + length);
