@@ -204,7 +204,15 @@ try {
       secretAccessKey: process.env.LIFEBOAT_TEST_S3_SECRET_KEY!,
     };
     const region = process.env.LIFEBOAT_TEST_S3_REGION ?? 'default';
-    const client = new S3Client({ endpoint, region, forcePathStyle: true, credentials: creds });
+    // The same checksum settings as S3Backend's client: no CRC32 computed on PUT nor checked on GET.
+    const client = new S3Client({
+      endpoint,
+      region,
+      forcePathStyle: true,
+      credentials: creds,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
     const bucket = `lb-bench-${randomBytes(4).toString('hex')}`;
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
     const s3 = await S3Backend.open({ bucket, prefix: 't', endpoint, region, ...creds });

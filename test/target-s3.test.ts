@@ -24,7 +24,13 @@ describe('S3 backend on Ceph RGW', () => {
   it('streams a >16 MiB object as a multipart upload and reads ranges of it', async () => {
     const data = patternBytes('big', 21 * M + 777);
     const w = await backend.createWriter('big/object.bin');
-    for (let off = 0; off < data.length; off += 3 * M + 5) await w.write(data.subarray(off, off + 3 * M + 5));
+    // One scratch buffer, overwritten once each write resolves: the sink must have copied it by then.
+    const scratch = Buffer.alloc(3 * M + 5);
+    for (let off = 0; off < data.length; off += scratch.length) {
+      const n = data.copy(scratch, 0, off, off + scratch.length);
+      await w.write(scratch.subarray(0, n));
+      scratch.fill(0xee);
+    }
     assert.equal(await backend.stat('big/object.bin'), undefined, 'invisible before close');
     await w.close();
     assert.equal((await backend.stat('big/object.bin'))?.size, data.length);

@@ -24,11 +24,14 @@ export interface S3UploadOptions {
  * the key; abort() (or a failed close) aborts the upload so no parts linger.
  */
 export class S3UploadSink implements ByteSink {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /** The part being filled: chunks are copied straight into it (one copy per byte, no concat). */
+  private part: Buffer | undefined;
+  private partBytes = 0;
   private uploadId: string | undefined;
   private readonly parts: CompletedPart[] = [];
   private inFlight: Promise<void>[] = [];
+  /** Part buffers whose upload is over, reused for later parts. */
+  private readonly spare: Buffer[] = [];
   private failure: unknown;
   private done = false;
 
@@ -43,12 +46,24 @@ export class S3UploadSink implements ByteSink {
     return `s3://${this.bucket}/${this.key}`;
   }
 
+  /** Copies `chunk` before it returns: the caller may reuse its buffer at once. */
   async write(chunk: Buffer): Promise<void> {
     if (this.done) throw new TargetError('TARGET_STATE', `${this.what}: write after close`);
     if (this.failure) throw s3Error(this.what, this.failure);
-    this.pending.push(Buffer.from(chunk)); // the caller may reuse its buffer once we return
-    this.pendingBytes += chunk.length;
-    while (this.pendingBytes >= this.opts.partSize) await this.startPart(this.takePart(this.opts.partSize));
+    let off = 0;
+    while (off < chunk.length) {
+      this.part ??= this.spare.pop() ?? Buffer.allocUnsafe(this.opts.partSize);
+      const n = chunk.copy(this.part, this.partBytes, off);
+      this.partBytes += n;
+      off += n;
+      if (this.partBytes === this.opts.partSize) {
+        const body = this.part;
+        this.part = undefined;
+        this.partBytes = 0;
+        // Later bytes of this chunk are copied once a part slot is free (bounded memory).
+        await this.startPart(body, body);
+      }
+    }
   }
 
   /** The chunk is copied before this returns, so its buffer goes straight back to the caller. */
@@ -60,16 +75,8 @@ export class S3UploadSink implements ByteSink {
     }
   }
 
-  private takePart(n: number): Buffer {
-    const all = Buffer.concat(this.pending, this.pendingBytes);
-    const part = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.pending = rest.length > 0 ? [Buffer.from(rest)] : [];
-    this.pendingBytes = rest.length;
-    return part;
-  }
-
-  private async startPart(body: Buffer): Promise<void> {
+  /** Uploads `body` as the next part; `recycle` (its buffer) is reused once the upload is over. */
+  private async startPart(body: Buffer, recycle?: Buffer): Promise<void> {
     if (this.uploadId === undefined) {
       try {
         const r = await this.client.send(
@@ -99,6 +106,9 @@ export class S3UploadSink implements ByteSink {
       })
       .catch((err) => {
         this.failure ??= err;
+      })
+      .finally(() => {
+        if (recycle && this.spare.length < this.opts.partConcurrency) this.spare.push(recycle);
       });
     this.inFlight.push(p);
     if (this.inFlight.length >= this.opts.partConcurrency) {
@@ -110,8 +120,9 @@ export class S3UploadSink implements ByteSink {
   async close(): Promise<void> {
     if (this.done) throw new TargetError('TARGET_STATE', `${this.what}: closed twice`);
     try {
+      const last = this.part?.subarray(0, this.partBytes) ?? Buffer.alloc(0);
       if (this.uploadId === undefined) {
-        const body = Buffer.concat(this.pending, this.pendingBytes);
+        const body = last;
         this.done = true;
         await this.client.send(
           new PutObjectCommand({
@@ -123,7 +134,7 @@ export class S3UploadSink implements ByteSink {
         );
         return;
       }
-      if (this.pendingBytes > 0) await this.startPart(this.takePart(this.pendingBytes));
+      if (last.length > 0) await this.startPart(last);
       this.done = true;
       await Promise.all(this.inFlight);
       if (this.failure) throw this.failure;
@@ -140,14 +151,16 @@ export class S3UploadSink implements ByteSink {
       await this.abort();
       throw s3Error(this.what, err);
     } finally {
-      this.pending = [];
+      this.part = undefined;
+      this.partBytes = 0;
     }
   }
 
   async abort(): Promise<void> {
     if (this.done) return;
     this.done = true;
-    this.pending = [];
+    this.part = undefined;
+    this.partBytes = 0;
     await Promise.allSettled(this.inFlight);
     if (this.uploadId !== undefined) {
       await this.client
