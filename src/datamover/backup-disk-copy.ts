@@ -96,12 +96,16 @@ export async function copyDiskToTarget(input: DiskCopyInput): Promise<DiskCopyRe
     while (readers.length < wanted) readers.push(await connect([]));
     let next = 0;
     const read = (offset: number, length: number) => readers[next++ % readers.length]!.read(offset, length);
+    // Straight from the socket into the writer's recycled buffers (when the target lends them back).
+    const readInto = (target: Buffer, offset: number) =>
+      readers[next++ % readers.length]!.readInto(offset, target);
     const backing = incremental ? input.writer.backingFor(input.vmId, input.disk) : null;
     const qcow2 = new Qcow2Writer(
       {
         virtualSize: size,
         extents,
         source: { read },
+        reader: { readInto },
         clusterSize: input.clusterSize,
         backing: backing === null ? undefined : { name: backing, format: 'qcow2' },
       },

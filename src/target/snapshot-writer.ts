@@ -40,10 +40,18 @@ export type VmInput = Omit<
 export class DiskImageWriter implements ByteSink {
   private result: ImageDigest | undefined;
 
+  /**
+   * Present when the target's sink lends buffers back: the qcow2 writer then reads into recycled
+   * buffers instead of a fresh one per chunk (see ByteSink.writeBorrowed).
+   */
+  readonly writeBorrowed?: (chunk: Buffer, release: () => void) => Promise<void>;
+
   constructor(
     private readonly sink: HashingSink,
     private readonly onClosed: (digest: ImageDigest) => Promise<void>,
-  ) {}
+  ) {
+    if (sink.writeBorrowed) this.writeBorrowed = sink.writeBorrowed;
+  }
 
   write(chunk: Buffer): Promise<void> {
     return this.sink.write(chunk);
