@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
 import {
   addProjectMember,
   addSnapshotDisk,
@@ -504,3 +505,22 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
     });
   });
 }
+
+describe('catalog on postgres: the server ends idle connections', () => {
+  test('the pool drops them without crashing the process, and the next query works', async () => {
+    const scratch = await openScratchCatalog('postgres');
+    const other = await openScratchCatalog('postgres');
+    try {
+      await sql`select 1`.execute(scratch.db); // leaves an idle pooled connection behind
+      // From another connection, as a failover or an operator would: end every session of that database.
+      await sql`select pg_terminate_backend(pid) from pg_stat_activity
+                where datname = ${new URL(scratch.url).pathname.slice(1)}`.execute(other.db);
+      await new Promise((r) => setTimeout(r, 200)); // let the pool see the dead client
+      const r = await sql<{ one: number }>`select 1 as one`.execute(scratch.db);
+      assert.equal(r.rows[0].one, 1);
+    } finally {
+      await other.drop();
+      await scratch.drop();
+    }
+  });
+});

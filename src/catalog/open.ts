@@ -108,6 +108,10 @@ function openPostgres(url: string, options: OpenCatalogOptions): CatalogDb {
           : pg.types.getTypeParser(oid, format)) as never,
     },
   });
+  // An idle pooled connection that the server ends (restart, failover, pg_terminate_backend) makes
+  // the pool emit 'error'; unheard, that event would crash the controller. The pool drops the dead
+  // client by itself and the next query opens a new one, so there is nothing else to do here.
+  pool.on('error', () => undefined);
   return new Kysely<CatalogSchema>({ dialect: new PostgresDialect({ pool }) });
 }
 
