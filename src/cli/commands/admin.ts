@@ -37,8 +37,13 @@ import { printJson, table, write } from '../format.js';
 
 const DAY_MS = 86_400_000;
 
+/** Where an installation keeps its state unless told otherwise: `$LIFEBOAT_HOME`, else ~/.lifeboat. */
+export function lifeboatHome(): string {
+  return process.env.LIFEBOAT_HOME || join(homedir(), '.lifeboat');
+}
+
 export function defaultCatalogUrl(): string {
-  return process.env.LIFEBOAT_DB || join(homedir(), '.lifeboat', 'lifeboat.db');
+  return process.env.LIFEBOAT_DB || join(lifeboatHome(), 'lifeboat.db');
 }
 
 interface CommonOptions {

@@ -1,4 +1,3 @@
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { parseCatalogUrl } from '../../catalog/open.js';
@@ -6,12 +5,12 @@ import { startController } from '../../controller/server.js';
 import { loadTaskHandlers } from '../../datamover/all-handlers.js';
 import { stderrLog, untilSignal } from '../log.js';
 import { lifeboatVersion } from '../version.js';
-import { defaultCatalogUrl } from './admin.js';
+import { defaultCatalogUrl, lifeboatHome } from './admin.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7780';
 
 export function defaultTargetLocation(): string {
-  return process.env.LIFEBOAT_TARGET || join(homedir(), '.lifeboat', 'target');
+  return process.env.LIFEBOAT_TARGET || join(lifeboatHome(), 'target');
 }
 
 function positiveInt(value: string): number {
