@@ -10,10 +10,17 @@ export class BufferPool {
     readonly size: number,
     /** Buffers kept when released (more are allocated on demand but dropped on release). */
     private readonly keep: number,
+    /**
+     * Allocate in shared memory: a sink that hashes on worker threads (target/hashing-sink.ts) then
+     * hands the buffer itself to the workers instead of copying it into its own shared memory.
+     */
+    private readonly shared = false,
   ) {}
 
   acquire(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+    const buf = this.free.pop();
+    if (buf) return buf;
+    return this.shared ? Buffer.from(new SharedArrayBuffer(this.size)) : Buffer.allocUnsafe(this.size);
   }
 
   release(buf: Buffer): void {

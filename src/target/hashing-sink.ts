@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { ByteSink } from '../disk/io.js';
-import { BlockSlots } from './block-hash-pool.js';
+import { BlockHashPool, BlockSlots } from './block-hash-pool.js';
 import { MANIFEST_BLOCK_SIZE } from './metadata/schemas.js';
 
 /** What a manifest records about one image file. */
@@ -39,6 +39,8 @@ export class HashingSink implements ByteSink {
   private digests: string[] | undefined;
   private readonly slots: BlockSlots | undefined;
   private current: { slot: number; buffer: Buffer } | undefined;
+  /** Chunks being hashed in their own memory (passInPlace), oldest first. */
+  private readonly inPlace: Promise<void>[] = [];
   /** Present when the inner sink lends buffers back (see ByteSink.writeBorrowed). */
   readonly writeBorrowed?: (chunk: Buffer, release: () => void) => Promise<void>;
 
@@ -56,9 +58,48 @@ export class HashingSink implements ByteSink {
         const done = () => {
           if (--users === 0) release();
         };
+        if (this.canHashInPlace(chunk)) {
+          users++;
+          return this.passInPlace(chunk, lend(chunk, done), done).finally(done);
+        }
         return this.pass(chunk, lend(chunk, done)).finally(done);
       };
     }
+  }
+
+  /** A lent chunk in shared memory that starts a block is hashed by the workers where it is. */
+  private canHashInPlace(chunk: Buffer): boolean {
+    return (
+      this.slots !== undefined &&
+      this.inBlock === 0 &&
+      chunk.length >= this.blockSize &&
+      chunk.buffer instanceof SharedArrayBuffer
+    );
+  }
+
+  /** Like pass, but whole blocks are hashed in the chunk's own memory; `hashed` runs once they are. */
+  private async passInPlace(chunk: Buffer, written: Promise<void>, hashed: () => void): Promise<void> {
+    written.catch(() => {}); // awaited below
+    const whole = chunk.length - (chunk.length % this.blockSize);
+    const digests: Promise<string>[] = [];
+    try {
+      const memory = chunk.buffer as SharedArrayBuffer;
+      for (let off = 0; off < whole; off += this.blockSize) {
+        const digest = BlockHashPool.get().hash(memory, chunk.byteOffset + off, this.blockSize);
+        digest.catch(() => {}); // collected in close()
+        this.blocks.push(digest);
+        digests.push(digest);
+      }
+      const settled = Promise.allSettled(digests).then(hashed);
+      // Bounds the blocks being hashed (each holds a lent buffer): the reader waits meanwhile.
+      this.inPlace.push(settled);
+      while (this.inPlace.length > BLOCK_SLOTS) await this.inPlace.shift();
+      if (whole < chunk.length) await this.hashInWorkers(chunk.subarray(whole), this.slots!);
+    } finally {
+      if (digests.length === 0) hashed();
+      await written;
+    }
+    this.size += chunk.length;
   }
 
   write(chunk: Buffer): Promise<void> {

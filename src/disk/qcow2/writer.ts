@@ -135,22 +135,28 @@ export class Qcow2Writer {
 
   /**
    * Data clusters follow each other in the file whatever guest runs they come from, so every output
-   * chunk is a full `chunkBytes` (but the last): few large writes, no batching copies.
+   * chunk is a full `chunkBytes` (but the first, cut to align the rest, and the last): few large
+   * writes, no batching copies.
    */
   private *packedChunks(chunkBytes: number): Generator<PackedChunk> {
     const cs = this.clusterSize;
     const perChunk = Math.max(1, Math.floor(chunkBytes / cs));
+    // The first chunk ends where the file offset is a multiple of the chunk size, so that every
+    // later chunk covers whole blocks of a sink that hashes in blocks of that size (in place).
+    const misaligned = (this.layout.dataOffset / cs) % perChunk;
+    let limit = misaligned === 0 ? perChunk : perChunk - misaligned;
     let chunk: PackedChunk = { pieces: [], length: 0 };
     for (const run of this.runs) {
       if (run.kind !== 'data') continue;
       for (let c = run.start; c < run.start + run.count; ) {
-        const n = Math.min(perChunk - chunk.length / cs, run.start + run.count - c);
+        const n = Math.min(limit - chunk.length / cs, run.start + run.count - c);
         chunk.pieces.push({ offset: c * cs, length: n * cs });
         chunk.length += n * cs;
         c += n;
-        if (chunk.length === perChunk * cs) {
+        if (chunk.length === limit * cs) {
           yield chunk;
           chunk = { pieces: [], length: 0 };
+          limit = perChunk;
         }
       }
     }
@@ -173,7 +179,11 @@ export class Qcow2Writer {
 
   private async writeDataPooled(out: BatchedSink, reader: BufferReader, chunkBytes: number): Promise<void> {
     const cs = this.clusterSize;
-    const pool = new BufferPool(Math.max(1, Math.floor(chunkBytes / cs)) * cs, this.readAhead + POOL_SPARE);
+    const pool = new BufferPool(
+      Math.max(1, Math.floor(chunkBytes / cs)) * cs,
+      this.readAhead + POOL_SPARE,
+      true, // shared memory: a hashing sink hashes the chunks where they are (no copy)
+    );
     await readAheadInOrder(
       this.packedChunks(chunkBytes),
       async (chunk) => {
