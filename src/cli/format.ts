@@ -1,5 +1,10 @@
 /** Terminal output helpers shared by the commands that talk to the controller. */
 
+import type { Command } from 'commander';
+
+/** `--json` given on the command or any of its parents. */
+export const wantsJson = (cmd: Command): boolean => cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+
 /** Columns padded to their widest cell: readable in a terminal, easy to grep. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

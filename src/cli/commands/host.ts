@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { isUuid } from '../../catalog/ids.js';
 import { LifeboatError } from '../../errors.js';
 import { LifeboatClient, withClientOptions } from '../client.js';
-import { formatBytes, printJson, table, write } from '../format.js';
+import { formatBytes, printJson, table, wantsJson, write } from '../format.js';
 
 interface HostOut {
   id: string;
@@ -44,8 +44,6 @@ interface StorageOut {
   directories: Array<{ path: string; total_bytes: number; available_bytes: number }>;
 }
 
-const json = (cmd: Command) => cmd.optsWithGlobals<{ json?: boolean }>().json === true;
-
 /** A host named by id or by name. */
 async function resolveHost(client: LifeboatClient, idOrName: string): Promise<HostOut> {
   if (isUuid(idOrName)) return client.get<HostOut>(`/v1/hosts/${idOrName}`);
@@ -71,7 +69,7 @@ export function registerHostCommands(program: Command): void {
     .description('hosts whose datamovers registered')
     .action(async (_o: unknown, cmd: Command) => {
       const { items } = await LifeboatClient.fromCommand(cmd).get<{ items: HostOut[] }>('/v1/hosts');
-      if (json(cmd)) return printJson(items);
+      if (wantsJson(cmd)) return printJson(items);
       if (items.length === 0)
         return write(
           'no hosts yet: start `lifeboat datamover` on a host (lifeboat serve runs one for its own)\n',
@@ -90,7 +88,7 @@ export function registerHostCommands(program: Command): void {
     .argument('<host>', 'host name or id')
     .action(async (idOrName: string, _o: unknown, cmd: Command) => {
       const h = await resolveHost(LifeboatClient.fromCommand(cmd), idOrName);
-      if (json(cmd)) return printJson(h);
+      if (wantsJson(cmd)) return printJson(h);
       write(
         `${h.name} (${h.id})\n  status: ${h.status}, last seen ${ago(h.last_heartbeat_at)}\n  address: ${h.address}\n` +
           `  version: ${h.version ?? '-'}\n  libvirt: ${String(h.capabilities.libvirt_uri ?? '-')}\n` +
@@ -107,7 +105,7 @@ export function registerHostCommands(program: Command): void {
       const client = LifeboatClient.fromCommand(cmd);
       const h = await resolveHost(client, idOrName);
       const { items } = await client.get<{ items: VmOut[] }>(`/v1/hosts/${h.id}/vms`, { refresh: o.refresh });
-      if (json(cmd)) return printJson(items);
+      if (wantsJson(cmd)) return printJson(items);
       if (items.length === 0) return write(`host ${h.name} has no VMs (try: lifeboat demo-vm create)\n`);
       write(
         table(
@@ -136,7 +134,7 @@ export function registerHostCommands(program: Command): void {
       const { items } = await client.get<{ items: NetworkOut[] }>(`/v1/hosts/${h.id}/networks`, {
         refresh: o.refresh,
       });
-      if (json(cmd)) return printJson(items);
+      if (wantsJson(cmd)) return printJson(items);
       write(
         table(
           ['NAME', 'ACTIVE', 'AUTOSTART', 'FORWARD', 'BRIDGE'],
@@ -160,7 +158,7 @@ export function registerHostCommands(program: Command): void {
       const client = LifeboatClient.fromCommand(cmd);
       const h = await resolveHost(client, idOrName);
       const s = await client.get<StorageOut>(`/v1/hosts/${h.id}/storage`, { refresh: o.refresh });
-      if (json(cmd)) return printJson(s);
+      if (wantsJson(cmd)) return printJson(s);
       const rows = [
         ...s.pools.map((p) => [
           `pool ${p.name}`,

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { LifeboatClient, withClientOptions } from '../client.js';
-import { printJson, table, write } from '../format.js';
-import { asJson, projectIdOf } from './workload.js';
+import { printJson, table, wantsJson, write } from '../format.js';
+import { projectIdOf } from './workload.js';
 
 /** `lifeboat import list|run`: disaster recovery, the workloads of a target into this catalog (admins). */
 
@@ -29,7 +29,7 @@ export function registerImportCommands(program: Command): void {
       const r = await LifeboatClient.fromCommand(cmd).get<{ items: ImportableOut[] }>('/v1/import', {
         target_id: o.target,
       });
-      if (asJson(cmd)) return printJson(r.items);
+      if (wantsJson(cmd)) return printJson(r.items);
       write(
         table(
           ['ID', 'NAME', 'OWNER', 'PROJECT', 'VMS', 'SNAPSHOTS', 'LAST SNAPSHOT'],
@@ -63,7 +63,7 @@ export function registerImportCommands(program: Command): void {
         project_id: await projectIdOf(client, o.project),
         owner: o.owner,
       });
-      if (asJson(cmd)) return printJson(r.items);
+      if (wantsJson(cmd)) return printJson(r.items);
       for (const w of r.items) {
         write(`imported ${w.name} (${w.id}): ${w.imported_snapshots} snapshot(s)\n`);
         for (const n of w.notes) write(`  note: ${n}\n`);

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, InvalidArgumentError } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { LifeboatClient, withClientOptions } from '../client.js';
-import { formatBytes, printJson, progressBar, table, write } from '../format.js';
+import { formatBytes, printJson, progressBar, table, wantsJson, write } from '../format.js';
 
 interface JobOut {
   id: string;
@@ -32,7 +32,6 @@ interface TaskOut {
 }
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
-const json = (cmd: Command) => cmd.optsWithGlobals<{ json?: boolean }>().json === true;
 
 function showJob(job: JobOut & { tasks?: TaskOut[] }): string {
   const lines = [
@@ -80,7 +79,7 @@ export function registerJobCommands(program: Command): void {
         kind: o.kind,
         limit: o.limit,
       });
-      if (json(cmd)) return printJson(items);
+      if (wantsJson(cmd)) return printJson(items);
       write(
         table(
           ['ID', 'KIND', 'STATUS', 'PROGRESS', 'CREATED', 'ERROR'],
@@ -104,7 +103,7 @@ export function registerJobCommands(program: Command): void {
       const j = await LifeboatClient.fromCommand(cmd).get<JobOut & { tasks: TaskOut[] }>(
         `/v1/jobs/${encodeURIComponent(id)}`,
       );
-      if (json(cmd)) return printJson(j);
+      if (wantsJson(cmd)) return printJson(j);
       write(showJob(j));
     });
 
@@ -118,7 +117,7 @@ export function registerJobCommands(program: Command): void {
       const j = await LifeboatClient.fromCommand(cmd).post<JobOut>(
         `/v1/jobs/${encodeURIComponent(id)}/cancel`,
       );
-      if (json(cmd)) return printJson(j);
+      if (wantsJson(cmd)) return printJson(j);
       write(`job ${j.id}: ${j.status}\n`);
     });
 
@@ -139,7 +138,7 @@ export function registerJobCommands(program: Command): void {
           );
         if (TERMINAL.has(j.status)) {
           if (tty) process.stderr.write('\n');
-          if (json(cmd)) printJson(j);
+          if (wantsJson(cmd)) printJson(j);
           else write(showJob(j));
           if (j.status !== 'succeeded') {
             throw new LifeboatError(

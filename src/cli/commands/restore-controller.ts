@@ -3,8 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, Option } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { LifeboatClient, withClientOptions } from '../client.js';
-import { printJson, progressBar, table, write } from '../format.js';
-import { asJson } from './workload.js';
+import { printJson, progressBar, table, wantsJson, write } from '../format.js';
 
 /**
  * `lifeboat restore create|list|show|plan`: restores through the controller. These are
@@ -68,12 +67,12 @@ export function registerRestoreControllerCommands(restore: Command): void {
       while (o.wait && !TERMINAL.has(out.status)) {
         await sleep(500);
         out = await client.get<RestoreOut>(`/v1/restores/${out.id}`);
-        if (!asJson(cmd))
+        if (!wantsJson(cmd))
           process.stderr.write(
             `restore ${out.id.slice(0, 8)} ${out.status} ${progressBar(out.progress_done, out.progress_total)}\n`,
           );
       }
-      if (asJson(cmd)) printJson(out);
+      if (wantsJson(cmd)) printJson(out);
       else write(show(out));
       if (out.status === 'failed') throw new LifeboatError('RESTORE_FAILED', out.error ?? 'failed');
     },
@@ -85,7 +84,7 @@ export function registerRestoreControllerCommands(restore: Command): void {
     const { items } = await LifeboatClient.fromCommand(cmd).get<{ items: RestoreOut[] }>('/v1/restores', {
       snapshot_id: o.snapshot,
     });
-    if (asJson(cmd)) return printJson(items);
+    if (wantsJson(cmd)) return printJson(items);
     write(
       table(
         ['ID', 'KIND', 'STATUS', 'SNAPSHOT', 'CREATED'],
@@ -98,7 +97,7 @@ export function registerRestoreControllerCommands(restore: Command): void {
     restore.command('show <restore>').description('one restore, with its plan in --json'),
   ).action(async (id: string, _o: unknown, cmd: Command) => {
     const r = await LifeboatClient.fromCommand(cmd).get<RestoreOut>(`/v1/restores/${id}`);
-    if (asJson(cmd)) printJson(r);
+    if (wantsJson(cmd)) printJson(r);
     else write(show(r));
   });
 

@@ -2,8 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { LifeboatClient, withClientOptions } from '../client.js';
-import { formatBytes, printJson, progressBar, table, write } from '../format.js';
-import { asJson, workloadIdOf } from './workload.js';
+import { formatBytes, printJson, progressBar, table, wantsJson, write } from '../format.js';
+import { workloadIdOf } from './workload.js';
 
 /** `lifeboat snapshot create|list|show|delete|cancel`. */
 
@@ -97,11 +97,11 @@ export function registerSnapshotCommands(program: Command): void {
         name: o.name,
       });
       if (!o.wait) {
-        if (asJson(cmd)) return printJson(r);
+        if (wantsJson(cmd)) return printJson(r);
         return write(`snapshot ${r.snapshot.id} (${r.snapshot.type}) started: job ${r.job.id}\n`);
       }
-      const s = await waitForSnapshot(client, r.snapshot.id, asJson(cmd));
-      if (asJson(cmd)) printJson(s);
+      const s = await waitForSnapshot(client, r.snapshot.id, wantsJson(cmd));
+      if (wantsJson(cmd)) printJson(s);
       else write(show(s));
       if (s.status !== 'available')
         throw new LifeboatError('SNAPSHOT_FAILED', `snapshot ${s.id} ${s.status}: ${s.error ?? ''}`);
@@ -116,7 +116,7 @@ export function registerSnapshotCommands(program: Command): void {
       const { items } = await client.get<{ items: SnapshotOut[] }>('/v1/snapshots', {
         workload_id: workload,
       });
-      if (asJson(cmd)) return printJson(items);
+      if (wantsJson(cmd)) return printJson(items);
       write(
         table(
           ['ID', 'TYPE', 'STATUS', 'CREATED', 'SIZE', 'STORED'],
@@ -138,9 +138,9 @@ export function registerSnapshotCommands(program: Command): void {
     .option('--wait', 'follow it until it ends')
     .action(async (id: string, o: { wait?: boolean }, cmd: Command) => {
       const client = LifeboatClient.fromCommand(cmd);
-      if (o.wait) await waitForSnapshot(client, id, asJson(cmd));
+      if (o.wait) await waitForSnapshot(client, id, wantsJson(cmd));
       const s = await client.get<SnapshotOut>(`/v1/snapshots/${id}`);
-      if (asJson(cmd)) printJson(s);
+      if (wantsJson(cmd)) printJson(s);
       else write(show(s));
     });
 
@@ -156,7 +156,7 @@ export function registerSnapshotCommands(program: Command): void {
         await sleep(500);
         end = await client.get<JobOut>(`/v1/jobs/${job.id}`);
       }
-      if (asJson(cmd)) printJson(end);
+      if (wantsJson(cmd)) printJson(end);
       else
         write(`delete of snapshot ${id}: job ${job.id} ${end.status}${end.error ? `: ${end.error}` : ''}\n`);
       if (end.status === 'failed') throw new LifeboatError('SNAPSHOT_DELETE_FAILED', end.error ?? 'failed');
@@ -167,7 +167,7 @@ export function registerSnapshotCommands(program: Command): void {
     .description('stop a snapshot being made (it ends failed, nothing stays on the target)')
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const job = await LifeboatClient.fromCommand(cmd).post<JobOut>(`/v1/snapshots/${id}/cancel`);
-      if (asJson(cmd)) printJson(job);
+      if (wantsJson(cmd)) printJson(job);
       else write(`snapshot ${id}: job ${job.id} ${job.status}\n`);
     });
 }

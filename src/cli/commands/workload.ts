@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { LifeboatClient, withClientOptions } from '../client.js';
-import { printJson, table, write } from '../format.js';
+import { printJson, table, wantsJson, write } from '../format.js';
 
 /**
  * `lifeboat workload create|list|show|modify|delete`: groups of VMs backed up together. VMs are
@@ -36,7 +36,6 @@ interface ProjectOut {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const asJson = (cmd: Command) => cmd.optsWithGlobals<{ json?: boolean }>().json === true;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 async function hostIdOf(client: LifeboatClient, host: string): Promise<string> {
@@ -137,7 +136,7 @@ export function registerWorkloadCommands(program: Command): void {
           target_id: o.target,
           vms,
         });
-        if (asJson(cmd)) printJson(w);
+        if (wantsJson(cmd)) printJson(w);
         else write(show(w));
       },
     );
@@ -153,7 +152,7 @@ export function registerWorkloadCommands(program: Command): void {
         project_id: project,
         limit: 1000,
       });
-      if (asJson(cmd)) return printJson(items);
+      if (wantsJson(cmd)) return printJson(items);
       write(
         table(
           ['ID', 'NAME', 'PROJECT', 'BUSY'],
@@ -168,7 +167,7 @@ export function registerWorkloadCommands(program: Command): void {
     .action(async (which: string, _o: unknown, cmd: Command) => {
       const client = LifeboatClient.fromCommand(cmd);
       const w = await client.get<WorkloadOut>(`/v1/workloads/${await workloadIdOf(client, which)}`);
-      if (asJson(cmd)) printJson(w);
+      if (wantsJson(cmd)) printJson(w);
       else write(show(w));
     });
 
@@ -216,7 +215,7 @@ export function registerWorkloadCommands(program: Command): void {
           project_id: o.project ? await projectIdOf(client, o.project) : undefined,
           owner: o.owner,
         });
-        if (asJson(cmd)) printJson(w);
+        if (wantsJson(cmd)) printJson(w);
         else write(show(w));
       },
     );
@@ -229,7 +228,7 @@ export function registerWorkloadCommands(program: Command): void {
       const client = LifeboatClient.fromCommand(cmd);
       const id = await workloadIdOf(client, which);
       await client.request('DELETE', `/v1/workloads/${id}?delete_data=${o.withData ? 'true' : 'false'}`);
-      if (asJson(cmd)) printJson({ deleted: id, data_deleted: o.withData === true });
+      if (wantsJson(cmd)) printJson({ deleted: id, data_deleted: o.withData === true });
       else
         write(
           `deleted workload ${id}${o.withData ? ' and its backups' : ' (its backups stay on the target)'}\n`,
