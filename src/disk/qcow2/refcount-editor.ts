@@ -25,6 +25,9 @@ interface BlockState {
 
 type WriteAt = (offset: number, buf: Buffer) => Promise<void>;
 
+/** The unit a disk writes atomically (and a page never splits). */
+const SECTOR = 512;
+
 /**
  * The refcount side of in-place editing (editor.ts orders the steps): refcount blocks cached while
  * they change, new blocks and a bigger refcount table allocated when new clusters need them. A new
@@ -173,13 +176,37 @@ export class RefcountEditor {
       this.header.refcountTableClusters = r.clusters;
       replaced = { offset: r.old.offset, length: r.old.clusters * this.header.clusterSize };
       this.relocated = undefined;
-    } else {
-      for (const i of [...this.rtDirty].sort((a, b) => a - b)) {
-        await this.writeAt(this.header.refcountTableOffset + i * 8, this.rt.subarray(i * 8, i * 8 + 8));
-      }
+    } else if (this.rtDirty.size > 0) {
+      await this.linkNewBlocks();
     }
     this.rtDirty.clear();
     this.blocks.clear(); // all written: nothing needs to stay cached
     return replaced;
+  }
+
+  /**
+   * Links new refcount blocks into the table in place. A new block's own refcount lives in a block
+   * of the same or a higher index (blocks are only ever allocated past the clusters they cover), so
+   * entries are written from the highest down, one 512-byte sector at a time (a sector write is
+   * atomic, a process kill cannot tear it), each sector synced before the next: at no moment does
+   * the table point at a block whose own refcount is not yet reachable. The blocks themselves are
+   * synced first, so a linked block never reads as zeros after a power loss.
+   */
+  private async linkNewBlocks(): Promise<void> {
+    await this.file.handle.sync();
+    const base = this.header.refcountTableOffset;
+    const bySector = new Map<number, { lo: number; hi: number }>();
+    for (const i of this.rtDirty) {
+      const sector = Math.floor((base + i * 8) / SECTOR);
+      const span = bySector.get(sector);
+      if (!span) bySector.set(sector, { lo: i, hi: i });
+      else bySector.set(sector, { lo: Math.min(span.lo, i), hi: Math.max(span.hi, i) });
+    }
+    const sectors = [...bySector.keys()].sort((a, b) => b - a);
+    for (const [n, sector] of sectors.entries()) {
+      const { lo, hi } = bySector.get(sector) as { lo: number; hi: number };
+      await this.writeAt(base + lo * 8, this.rt.subarray(lo * 8, (hi + 1) * 8));
+      if (n < sectors.length - 1) await this.file.handle.sync();
+    }
   }
 }
