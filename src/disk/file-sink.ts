@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { openDirectWriter } from './aligned-memory.js';
 import { DiskError } from './errors.js';
 import type { ByteSink } from './io.js';
 import { PositionalWriter, type PositionalWriterOptions } from './positional-writer.js';
@@ -57,7 +58,7 @@ export class FileSink implements ByteSink {
     } catch (err) {
       throw ioError(path, 'create', err);
     }
-    return new FileSink(path, tempPath, fh, opts);
+    return new FileSink(path, tempPath, fh, { direct: await openDirectWriter(tempPath), ...opts });
   }
 
   get bytesWritten(): number {

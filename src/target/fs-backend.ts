@@ -12,6 +12,7 @@ import {
   unlink,
 } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
+import { openDirectWriter } from '../disk/aligned-memory.js';
 import { DiskError } from '../disk/errors.js';
 import { type ByteSink, LocalFile, type RandomAccessFile } from '../disk/io.js';
 import { PositionalWriter } from '../disk/positional-writer.js';
@@ -179,7 +180,7 @@ export class FsBackend implements TargetBackend {
     await mkdir(dirname(p), { recursive: true }).catch((err) => Promise.reject(ioError(dirname(p), err)));
     const tmp = tempName(p);
     const fh = await open(tmp, 'wx').catch((err) => Promise.reject(ioError(p, err)));
-    return new FsFileSink(fh, tmp, p);
+    return new FsFileSink(fh, tmp, p, await openDirectWriter(tmp));
   }
 
   async delete(key: string): Promise<void> {
@@ -299,8 +300,9 @@ class FsFileSink implements ByteSink {
     private readonly fh: FileHandle,
     private readonly tmp: string,
     private readonly finalPath: string,
+    direct?: FileHandle,
   ) {
-    this.writer = new PositionalWriter(fh);
+    this.writer = new PositionalWriter(fh, { direct });
   }
 
   write(chunk: Buffer): Promise<void> {
