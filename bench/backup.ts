@@ -62,6 +62,7 @@ const TUNING = {
   connections: process.argv.includes('--connections') ? Number(arg('connections', '2')) : undefined,
   maxInFlight: process.argv.includes('--inflight') ? Number(arg('inflight', '16')) : undefined,
   readAhead: process.argv.includes('--readahead') ? Number(arg('readahead', '8')) : undefined,
+  chunkBytes: process.argv.includes('--chunk') ? parseSize(arg('chunk', '4M')) : undefined,
 };
 const VMDIR = process.env.LIFEBOAT_TEST_VMDIR!;
 const CHUNK = 32 * M;

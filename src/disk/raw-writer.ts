@@ -1,5 +1,6 @@
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { openDirectWriter } from './aligned-memory.js';
 import { BufferPool } from './buffer-pool.js';
 import { DiskError } from './errors.js';
 import type { Extent } from './extent.js';
@@ -56,7 +57,7 @@ export async function writeRawSparse(input: RawWriteInput, path: string, options
   try {
     fh = await open(temp, 'wx', 0o644);
     await fh.truncate(input.virtualSize);
-    const out = new PositionalWriter(fh);
+    const out = new PositionalWriter(fh, { direct: await openDirectWriter(temp) });
     writer = out;
     let done = 0;
     const readAhead = options.readAhead ?? 4;

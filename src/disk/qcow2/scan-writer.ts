@@ -1,5 +1,6 @@
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { openDirectWriter } from '../aligned-memory.js';
 import { BufferPool } from '../buffer-pool.js';
 import type { Disk } from '../disk.js';
 import { fsyncDirectory, ioError, tempPathBeside } from '../file-sink.js';
@@ -53,7 +54,7 @@ export async function writeQcow2ByScanning(
   let writer: PositionalWriter | undefined;
   try {
     fh = await open(temp, 'wx', 0o644);
-    const out = new PositionalWriter(fh);
+    const out = new PositionalWriter(fh, { direct: await openDirectWriter(temp) });
     writer = out;
     let host = dataOffset;
     // Where the file can have data at all (whole disk when the filesystem cannot tell).
