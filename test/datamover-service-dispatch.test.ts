@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { finishTask, getJob, listTasks, requestJobCancel } from '../src/catalog/jobs.js';
 import { openScratchCatalog, type ScratchCatalog } from '../src/catalog/scratch.js';
+import { createTarget } from '../src/catalog/targets.js';
+import { TargetAccess } from '../src/controller/target-access.js';
 import { TaskDispatcher } from '../src/controller/task-dispatch.js';
 
 /** The controller side of the task plumbing on real catalogs, without HTTP. */
@@ -38,6 +40,34 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       const b = await d.claim(hostB, 'b/1', 0);
       assert.ok(b);
       await d.complete(b.id, 'b/1', null);
+    });
+
+    test('target credentials reach the datamover at claim time and are never stored with the task', async () => {
+      const target = await createTarget(scratch.db, {
+        name: `s3-${dialect}`,
+        kind: 's3',
+        url: 's3://bucket/prefix',
+        settings: { endpoint: 'http://127.0.0.1:1' },
+        secrets: { accessKeyId: 'AK-claim', secretAccessKey: 'SK-claim' },
+      });
+      const access = new TargetAccess(scratch.db, { installationId: 'test', host: 'test' });
+      const locator = await access.locator(target.id);
+      assert.deepEqual(locator.secrets, {}, 'payload locators carry no credentials');
+      const { job } = await d.submitJob({ kind: 'snap' }, [
+        { kind: 'snapshot.vm', hostId: hostA, payload: { target: locator, workloadId: 'w' } },
+      ]);
+      const stored = await listTasks(scratch.db, job.id);
+      assert.equal(JSON.stringify(stored).includes('SK-claim'), false, 'secret stored in the task');
+      const claimed = await d.claim(hostA, 'a/1', 0);
+      assert.ok(claimed);
+      assert.deepEqual((claimed.payload.target as { secrets: unknown }).secrets, {
+        accessKeyId: 'AK-claim',
+        secretAccessKey: 'SK-claim',
+      });
+      assert.equal(claimed.payload.workloadId, 'w');
+      await d.complete(claimed.id, 'a/1', null);
+      const after = await listTasks(scratch.db, job.id);
+      assert.equal(JSON.stringify(after).includes('SK-claim'), false, 'secret written back to the task');
     });
 
     test('progress rolls up into the job; a repeated message is recorded once', async () => {

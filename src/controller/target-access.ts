@@ -22,22 +22,23 @@ export class TargetAccess {
     readonly owner: LeaseOwner,
   ) {}
 
+  /**
+   * Where a target is, as task payloads carry it: without credentials. Payloads are stored in the
+   * catalog with the task history; the datamover gets the credentials with the task when it claims
+   * it (TaskDispatcher.claim), over its authenticated connection.
+   */
   async locator(targetId: string): Promise<TargetLocator> {
     const row = await getTarget(this.db, targetId);
-    return {
-      id: row.id,
-      kind: row.kind,
-      url: row.url,
-      settings: row.settings,
-      secrets: await getTargetSecrets(this.db, row.id),
-    };
+    return { id: row.id, kind: row.kind, url: row.url, settings: row.settings, secrets: {} };
   }
 
   /** The target behind a catalog target id; an empty directory or bucket is initialized. */
   target(targetId: string): Promise<Target> {
     let p = this.open.get(targetId);
     if (!p) {
-      p = this.locator(targetId).then(openLocator);
+      p = this.locator(targetId).then(async (loc) =>
+        openLocator({ ...loc, secrets: await getTargetSecrets(this.db, targetId) }),
+      );
       p.catch(() => this.open.delete(targetId));
       this.open.set(targetId, p);
     }

@@ -22,6 +22,7 @@ import {
 } from '../catalog/jobs.js';
 import type { CatalogDb } from '../catalog/schema.js';
 import { isTerminal } from '../catalog/status.js';
+import { getTargetSecrets } from '../catalog/targets.js';
 import type { Task } from '../catalog/tasks.js';
 import { isoPlus } from '../catalog/time.js';
 import { DispatchError } from './dispatch-errors.js';
@@ -176,7 +177,7 @@ export class TaskDispatcher {
       const task = await claimNextTask(this.db, hostId, this.leaseMs, { owner });
       if (task) {
         this.log('info', `task ${task.id} (${task.kind}) claimed by ${owner}, attempt ${task.attempts}`);
-        return task;
+        return withTargetSecrets(this.db, task);
       }
       const left = deadline - Date.now();
       if (left <= 0 || signal?.aborted) return undefined;
@@ -401,4 +402,17 @@ export class TaskDispatcher {
   getTask(id: string): Promise<Task> {
     return getTask(this.db, id);
   }
+}
+
+/**
+ * The task as its datamover gets it: a payload naming a catalog target (`target.id`) gets that
+ * target's credentials here, at claim time, so they are never stored in the task's payload (which
+ * stays in the catalog with the job history). A target without stored credentials gets none (a
+ * directory, or S3 with the datamover's own AWS_* environment).
+ */
+async function withTargetSecrets(db: CatalogDb, task: Task): Promise<Task> {
+  const target = task.payload.target as { id?: unknown } | undefined;
+  if (typeof target !== 'object' || target === null || typeof target.id !== 'string') return task;
+  const secrets = await getTargetSecrets(db, target.id);
+  return { ...task, payload: { ...task.payload, target: { ...target, secrets } } };
 }
