@@ -169,6 +169,14 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.equal(res.status, 201, JSON.stringify(res.body));
       workloadId = res.body.id;
       assert.equal(res.body.vms.length, 2);
+      // Names beside the ids, for people (the CLI prints them).
+      assert.equal(res.body.project_name, 'pa');
+      assert.equal(res.body.owner_name, 'alice');
+      assert.equal(typeof res.body.target_name, 'string');
+      assert.deepEqual(
+        res.body.vms.map((v: { host_name: string }) => v.host_name),
+        ['host1', 'host1'],
+      );
       const target = await ctx.targets.target(targetId);
       const doc = await target.readWorkload(workloadId);
       assert.equal(doc?.name, 'app');

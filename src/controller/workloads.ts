@@ -47,7 +47,11 @@ export interface WorkloadChange extends WorkloadPolicy {
 }
 
 export interface WorkloadDetail extends Workload {
-  vms: WorkloadVm[];
+  vms: (WorkloadVm & { host_name: string | null })[];
+  /** Names beside the ids, for people (null: nothing there, or it was deleted meanwhile). */
+  project_name: string | null;
+  owner_name: string | null;
+  target_name: string | null;
 }
 
 async function resolveVm(ctx: ControllerContext, ref: VmRef): Promise<{ uuid: string; name: string }> {
@@ -116,7 +120,31 @@ function assertUnlocked(w: Workload): void {
 
 export async function getWorkloadDetail(ctx: ControllerContext, id: string): Promise<WorkloadDetail> {
   const w = await getWorkload(ctx.db, id);
-  return { ...w, vms: await listWorkloadVms(ctx.db, id) };
+  const vms = await listWorkloadVms(ctx.db, id);
+  const db = ctx.db;
+  const project = await db
+    .selectFrom('projects')
+    .select('name')
+    .where('id', '=', w.project_id)
+    .executeTakeFirst();
+  const owner = w.owner_user_id
+    ? await db.selectFrom('users').select('name').where('id', '=', w.owner_user_id).executeTakeFirst()
+    : undefined;
+  const target = w.target_id
+    ? await db.selectFrom('targets').select('name').where('id', '=', w.target_id).executeTakeFirst()
+    : undefined;
+  const hostIds = [...new Set(vms.map((v) => v.host_id))];
+  const hosts = hostIds.length
+    ? await db.selectFrom('hosts').select(['id', 'name']).where('id', 'in', hostIds).execute()
+    : [];
+  const hostName = new Map(hosts.map((h) => [h.id, h.name]));
+  return {
+    ...w,
+    project_name: project?.name ?? null,
+    owner_name: owner?.name ?? null,
+    target_name: target?.name ?? null,
+    vms: vms.map((v) => ({ ...v, host_name: hostName.get(v.host_id) ?? null })),
+  };
 }
 
 /** Creates a workload with its VMs and writes its description to the target. */

@@ -42,10 +42,14 @@ export const workloadOut = z.looseObject({
   description: z.string(),
   target_id: z.uuid().nullable(),
   locked_by_job_id: z.uuid().nullable(),
+  project_name: z.string().nullable(),
+  owner_name: z.string().nullable(),
+  target_name: z.string().nullable(),
   vms: z.array(
     z.looseObject({
       id: z.uuid(),
       host_id: z.uuid(),
+      host_name: z.string().nullable(),
       domain_uuid: z.string(),
       name: z.string(),
       excluded_disks: z.array(z.string()),

@@ -11,6 +11,8 @@ import { printJson, table, wantsJson, write } from '../format.js';
 interface WorkloadVmOut {
   id: string;
   host_id: string;
+  /** Absent from older controllers: the id is shown then. */
+  host_name?: string | null;
   domain_uuid: string;
   name: string;
   excluded_disks: string[];
@@ -24,6 +26,9 @@ export interface WorkloadOut {
   target_id: string | null;
   locked_by_job_id: string | null;
   created_at: string;
+  project_name?: string | null;
+  owner_name?: string | null;
+  target_name?: string | null;
   vms?: WorkloadVmOut[];
 }
 interface HostOut {
@@ -95,14 +100,14 @@ export async function workloadIdOf(client: LifeboatClient, which: string): Promi
 function show(w: WorkloadOut): string {
   const lines = [
     `workload ${w.name} (${w.id})`,
-    `  project: ${w.project_id}   owner: ${w.owner_user_id ?? '-'}   target: ${w.target_id ?? '-'}`,
+    `  project: ${w.project_name ?? w.project_id}   owner: ${w.owner_name ?? w.owner_user_id ?? '-'}   target: ${w.target_name ?? w.target_id ?? '-'}`,
   ];
   if (w.description) lines.push(`  ${w.description}`);
   if (w.locked_by_job_id) lines.push(`  busy with job ${w.locked_by_job_id}`);
   lines.push(`  VMs (${w.vms?.length ?? 0}):`);
   for (const v of w.vms ?? []) {
     lines.push(
-      `    ${v.name}  ${v.domain_uuid}  host ${v.host_id}${v.excluded_disks.length ? `  excluded: ${v.excluded_disks.join(',')}` : ''}`,
+      `    ${v.name}  ${v.domain_uuid}  host ${v.host_name ?? v.host_id}${v.excluded_disks.length ? `  excluded: ${v.excluded_disks.join(',')}` : ''}`,
     );
   }
   return `${lines.join('\n')}\n`;
