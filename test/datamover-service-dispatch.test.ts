@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { finishTask, getJob, listTasks, requestJobCancel } from '../src/catalog/jobs.js';
 import { openScratchCatalog, type ScratchCatalog } from '../src/catalog/scratch.js';
@@ -68,6 +71,28 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       await d.complete(claimed.id, 'a/1', null);
       const after = await listTasks(scratch.db, job.id);
       assert.equal(JSON.stringify(after).includes('SK-claim'), false, 'secret written back to the task');
+    });
+
+    test('a restarted controller takes its own leftover target lease over, only under the workload lock', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'lifeboat-lease-takeover-'));
+      try {
+        const target = await createTarget(scratch.db, { name: `dir-${dialect}`, kind: 'fs', url: dir });
+        const first = new TargetAccess(scratch.db, { installationId: 'inst-1', host: 'c1' });
+        await first.acquireLease(target.id, 'wl-restart'); // then the process dies: never released
+        const restarted = new TargetAccess(scratch.db, { installationId: 'inst-1', host: 'c1' });
+        await assert.rejects(restarted.acquireLease(target.id, 'wl-restart'), {
+          code: 'CONTROLLER_TARGET_LEASE',
+        });
+        const other = new TargetAccess(scratch.db, { installationId: 'inst-2', host: 'c2' });
+        await assert.rejects(other.acquireLease(target.id, 'wl-restart', { holdsWorkloadLock: true }), {
+          code: 'CONTROLLER_TARGET_LEASE',
+        });
+        const lease = await restarted.acquireLease(target.id, 'wl-restart', { holdsWorkloadLock: true });
+        await lease.assertHeld();
+        for (const a of [first, restarted, other]) await a.close();
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     test('progress rolls up into the job; a repeated message is recorded once', async () => {

@@ -54,6 +54,25 @@ for (const kind of ['fs', 's3'] as const) {
       await b.release();
     });
 
+    it('an active lease is taken over only when the caller says its holder is gone', async () => {
+      const old = await WorkloadLease.acquire(backend, 'wl-t', A);
+      const sameInstallation = (o: { installationId: string }) => o.installationId === A.installationId;
+      // Another installation may not, even when asking.
+      await assert.rejects(
+        WorkloadLease.acquire(backend, 'wl-t', B, {
+          takeOver: (o) => o.installationId === B.installationId,
+        }),
+        (e) => isTargetError(e, 'TARGET_LEASE_HELD'),
+      );
+      await assert.rejects(WorkloadLease.acquire(backend, 'wl-t', A), (e) =>
+        isTargetError(e, 'TARGET_LEASE_HELD'),
+      );
+      const restarted = await WorkloadLease.acquire(backend, 'wl-t', A, { takeOver: sameInstallation });
+      assert.notEqual(restarted.token, old.token);
+      await assert.rejects(old.assertHeld(), (e) => isTargetError(e, 'TARGET_LEASE_LOST'));
+      await restarted.release();
+    });
+
     it('of many owners racing for a free lease, exactly one wins', async () => {
       const owners = Array.from({ length: 6 }, (_, i) => ({ installationId: `racer-${i}`, host: 'h' }));
       const results = await Promise.allSettled(

@@ -94,17 +94,22 @@ async function runDelete(ctx: ControllerContext, jobId: string, snap: Snapshot, 
     if (snap.target_id) {
       const target = await ctx.targets.target(snap.target_id);
       const locator = await ctx.targets.locator(snap.target_id);
-      await ctx.targets.withLease(snap.target_id, wid, async (lease) => {
-        if (child) {
-          await appendJobMessage(ctx.db, jobId, 'info', `merging snapshot ${child.id} into ${snap.id}`);
-          await mergeChildInto(ctx, target, locator.url, snap, child);
-        }
-        await lease.assertHeld();
-        // snapshot.json first: from that moment it is no longer a snapshot for any reader.
-        if (await target.backend.stat(snapshotKey(wid, snap.id)))
-          await target.backend.delete(snapshotKey(wid, snap.id));
-        await target.backend.deletePrefix(snapshotPrefix(wid, snap.id));
-      });
+      await ctx.targets.withLease(
+        snap.target_id,
+        wid,
+        async (lease) => {
+          if (child) {
+            await appendJobMessage(ctx.db, jobId, 'info', `merging snapshot ${child.id} into ${snap.id}`);
+            await mergeChildInto(ctx, target, locator.url, snap, child);
+          }
+          await lease.assertHeld();
+          // snapshot.json first: from that moment it is no longer a snapshot for any reader.
+          if (await target.backend.stat(snapshotKey(wid, snap.id)))
+            await target.backend.delete(snapshotKey(wid, snap.id));
+          await target.backend.deletePrefix(snapshotPrefix(wid, snap.id));
+        },
+        { holdsWorkloadLock: true },
+      );
     }
     await deleteSnapshotRow(ctx.db, snap.id);
     await appendJobMessage(ctx.db, jobId, 'info', `snapshot ${snap.id} deleted`);

@@ -124,11 +124,16 @@ async function abandonSnapshot(
 ) {
   if (targetId) {
     const target = await ctx.targets.target(targetId);
-    await ctx.targets.withLease(targetId, workloadId, async () => {
-      // Never remove a committed snapshot: only an unfinished folder is ours to clean.
-      if (await target.backend.stat(snapshotKey(workloadId, snapshotId))) return;
-      await target.backend.deletePrefix(snapshotPrefix(workloadId, snapshotId));
-    });
+    await ctx.targets.withLease(
+      targetId,
+      workloadId,
+      async () => {
+        // Never remove a committed snapshot: only an unfinished folder is ours to clean.
+        if (await target.backend.stat(snapshotKey(workloadId, snapshotId))) return;
+        await target.backend.deletePrefix(snapshotPrefix(workloadId, snapshotId));
+      },
+      { holdsWorkloadLock: true },
+    );
   }
   await ctx.db.transaction().execute(async (trx) => {
     await release(trx);
@@ -164,7 +169,7 @@ async function commitSnapshot(
         warnings.push({ code: 'FALLBACK_FULL', message: d.fallbackWarning, vmId: m.id, disk: d.name });
     }
   }
-  const lease = await ctx.targets.acquireLease(targetId, workloadId);
+  const lease = await ctx.targets.acquireLease(targetId, workloadId, { holdsWorkloadLock: true });
   await lease.assertHeld();
   await writeMetadata(target.backend, 'snapshot', snapshotKey(workloadId, snapshotId), {
     id: snapshotId,

@@ -91,7 +91,7 @@ export async function startSnapshot(
     throw err;
   }
   try {
-    lease = await ctx.targets.acquireLease(w.target_id, w.id);
+    lease = await ctx.targets.acquireLease(w.target_id, w.id, { holdsWorkloadLock: true });
   } catch (err) {
     await unlockWorkload(ctx.db, w.id, job.id);
     await deleteJob(ctx.db, job.id).catch(() => undefined);

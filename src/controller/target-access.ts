@@ -8,10 +8,21 @@ import { ControllerError } from './errors.js';
 
 const LEASE_TTL_MS = 30 * 60_000;
 
+/** How a lease is taken. */
+export interface LeaseRequest {
+  /**
+   * The caller holds the workload's lock in the catalog (a job of this installation): a lease this
+   * installation holds on the target is then a leftover (this controller restarted mid-job, or
+   * another of its processes died) and is taken over instead of waited out.
+   */
+  holdsWorkloadLock?: boolean;
+}
+
 /**
  * Opens the catalog's targets (one open Target per target id, kept for the life of the controller)
  * and holds the workload leases of running jobs. A lease object lives in this process only: a
- * controller that restarts mid-job loses it, and the workload waits for the lease to expire.
+ * controller that restarts mid-job loses it; the next job on the workload (which holds the
+ * catalog's workload lock) takes the leftover over. Other installations wait for it to expire.
  */
 export class TargetAccess {
   private readonly open = new Map<string, Promise<Target>>();
@@ -63,7 +74,11 @@ export class TargetAccess {
   }
 
   /** Takes the workload's lease on its target (TARGET_LEASE_HELD: someone else is writing it). */
-  async acquireLease(targetId: string, workloadId: string): Promise<WorkloadLease> {
+  async acquireLease(
+    targetId: string,
+    workloadId: string,
+    request: LeaseRequest = {},
+  ): Promise<WorkloadLease> {
     const key = `${targetId}/${workloadId}`;
     const held = this.leases.get(key);
     if (held) {
@@ -73,7 +88,11 @@ export class TargetAccess {
     const target = await this.target(targetId);
     let lease: WorkloadLease;
     try {
-      lease = await WorkloadLease.acquire(target.backend, workloadId, this.owner, { ttlMs: LEASE_TTL_MS });
+      const ours = this.owner.installationId;
+      lease = await WorkloadLease.acquire(target.backend, workloadId, this.owner, {
+        ttlMs: LEASE_TTL_MS,
+        takeOver: request.holdsWorkloadLock ? (held) => held.installationId === ours : undefined,
+      });
     } catch (err) {
       if (err instanceof TargetError && err.code === 'TARGET_LEASE_HELD') {
         throw new ControllerError('CONTROLLER_TARGET_LEASE', err.message, { cause: err });
@@ -100,9 +119,10 @@ export class TargetAccess {
     targetId: string,
     workloadId: string,
     fn: (lease: WorkloadLease) => Promise<T>,
+    request: LeaseRequest = {},
   ): Promise<T> {
     const already = this.heldLease(targetId, workloadId);
-    const lease = already ?? (await this.acquireLease(targetId, workloadId));
+    const lease = already ?? (await this.acquireLease(targetId, workloadId, request));
     try {
       return await fn(lease);
     } finally {

@@ -18,6 +18,12 @@ export interface LeaseOptions {
   skewMs?: number;
   /** The clock, for tests. */
   now?: () => Date;
+  /**
+   * Says whether an active lease held by `owner` may be taken over anyway. For a caller that knows
+   * the holder is gone: a controller restarted mid-job finds its previous life's lease, and its
+   * catalog's workload lock already excludes every other writer of the same installation.
+   */
+  takeOver?: (owner: LeaseOwner) => boolean;
 }
 
 const DEFAULT_TTL_MS = 10 * 60_000;
@@ -58,7 +64,7 @@ export class WorkloadLease {
     readonly owner: LeaseOwner,
     private doc: LeaseMeta,
     private version: string,
-    private readonly opts: Required<LeaseOptions>,
+    private readonly opts: Required<Omit<LeaseOptions, 'takeOver'>>,
   ) {}
 
   get token(): string {
@@ -94,7 +100,11 @@ export class WorkloadLease {
       if (!current) {
         won = await backend.putIfAbsent(key, bytes);
       } else {
-        if (current.lease && leaseActive(current.lease, now, opts.skewMs)) {
+        if (
+          current.lease &&
+          leaseActive(current.lease, now, opts.skewMs) &&
+          !options.takeOver?.(current.lease.owner)
+        ) {
           const l = current.lease;
           throw new TargetError(
             'TARGET_LEASE_HELD',
