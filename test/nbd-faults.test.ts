@@ -409,6 +409,32 @@ describe('NbdClient against a misbehaving server', () => {
     await rejectsWith(c.read(0, 1), 'NBD_CLOSED');
   });
 
+  test('a server that goes silent with requests in flight: they fail with NBD_TIMEOUT', async () => {
+    // Answers the first read, then never again (a hung QEMU, or a host gone without closing).
+    let answered = 0;
+    const c = await connect(
+      {
+        request: (s, req) => {
+          if (req.type !== NBD_CMD_READ || answered++ > 0) return true;
+          const h = Buffer.alloc(16);
+          h.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, 0);
+          req.handle.copy(h, 8);
+          s.write(Buffer.concat([h, Buffer.alloc(req.length)]));
+          return true;
+        },
+      },
+      { replyTimeoutMs: 400, structuredReplies: false },
+    );
+    await c.read(0, 4096);
+    // Idle for longer than the timeout with nothing in flight: not a stall.
+    await new Promise((r) => setTimeout(r, 600));
+    const t0 = Date.now();
+    await rejectsWith(c.read(4096, 4096), 'NBD_TIMEOUT');
+    assert.ok(Date.now() - t0 >= 350, 'failed before the server was silent for the timeout');
+    await rejectsWith(c.read(0, 1), 'NBD_DISCONNECTED'); // the connection was dropped
+    await c.close(100).catch(() => {});
+  });
+
   test('ESHUTDOWN from the server: the request fails, new ones are refused, the client disconnects softly', async () => {
     let disconnected = false;
     const c = await connect({

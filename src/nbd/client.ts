@@ -6,7 +6,7 @@ import {
   type NegotiatedExport,
   negotiate,
 } from './handshake.js';
-import { RequestPipeline } from './pipeline.js';
+import { DEFAULT_REPLY_TIMEOUT_MS, RequestPipeline } from './pipeline.js';
 import {
   BASE_ALLOCATION,
   DEFAULT_MIN_BLOCK_SIZE,
@@ -46,6 +46,11 @@ export interface NbdClientOptions {
   maxRequestSize?: number;
   /** Bound on connect + handshake (default 30 s). */
   connectTimeoutMs?: number;
+  /**
+   * Requests in flight and not one byte from the server for this long: the connection is dropped
+   * and they fail with NBD_TIMEOUT (default 120 s; 0 = wait for ever).
+   */
+  replyTimeoutMs?: number;
 }
 
 export interface WriteOptions {
@@ -120,7 +125,12 @@ export class NbdClient {
     const unit = wanted >= preferred ? preferred : minimum;
     this.requestSize = Math.max(minimum, Math.floor(wanted / unit) * unit);
     this.maxInFlight = Math.max(1, options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
-    this.pipeline = new RequestPipeline(transport, this.structuredReplies, this.maxInFlight);
+    this.pipeline = new RequestPipeline(
+      transport,
+      this.structuredReplies,
+      this.maxInFlight,
+      options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS,
+    );
   }
 
   /** Connects (URI, target or endpoint) and runs the handshake. */

@@ -3,6 +3,9 @@ import { encodeRequestHeader, NBD_CMD_DISC, NBD_ESHUTDOWN } from './protocol.js'
 import { type BlockDescriptor, type InFlightRequest, ReplyParser } from './replies.js';
 import type { Transport } from './transport.js';
 
+/** Default for RequestPipeline's replyTimeoutMs: far above any honest server's pause. */
+export const DEFAULT_REPLY_TIMEOUT_MS = 120_000;
+
 /** Payload left to receive from which the socket reads straight into the destination. */
 const DIRECT_READ_MINIMUM = 64 * 1024;
 
@@ -38,13 +41,29 @@ export class RequestPipeline {
   private closeRequested = false;
   private corked = false;
   private serverShuttingDown = false;
+  /** When the server last showed life while requests waited: a byte received, or going busy. */
+  private lastActivity = Date.now();
+  private watchdog: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly transport: Transport,
     structuredReplies: boolean,
     readonly maxInFlight: number,
+    /**
+     * A server that leaves requests unanswered this long without sending a byte (a hung QEMU, a
+     * host gone without a FIN) fails them with NBD_TIMEOUT instead of stalling the job for ever.
+     * 0: wait for ever.
+     */
+    readonly replyTimeoutMs = DEFAULT_REPLY_TIMEOUT_MS,
   ) {
     this.freeSlots = maxInFlight;
+    transport.onActivity(() => {
+      this.lastActivity = Date.now();
+    });
+    if (replyTimeoutMs > 0) {
+      this.watchdog = setInterval(() => this.checkStalled(), Math.min(5_000, replyTimeoutMs / 4));
+      this.watchdog.unref();
+    }
     this.parser = new ReplyParser(
       transport.queue,
       structuredReplies,
@@ -93,6 +112,7 @@ export class RequestPipeline {
         resolve,
         reject,
       };
+      if (this.pending.size === 0) this.lastActivity = Date.now(); // silence counts from here
       this.pending.set(handle, req);
       this.corkForThisTick();
       this.transport.write(encodeRequestHeader(flags, command, handle, offset, length));
@@ -188,7 +208,20 @@ export class RequestPipeline {
     this.checkIdle();
   }
 
+  private checkStalled(): void {
+    if (this.pending.size === 0) return;
+    const silent = Date.now() - this.lastActivity;
+    if (silent < this.replyTimeoutMs) return;
+    this.transport.destroy(
+      new NbdError(
+        'NBD_TIMEOUT',
+        `NBD server sent nothing for ${(silent / 1000).toFixed(1)} s with ${this.pending.size} request(s) in flight`,
+      ),
+    );
+  }
+
   private onConnectionLost(cause: Error): void {
+    clearInterval(this.watchdog);
     this.failure ??= cause;
     const err = this.failure;
     for (const req of this.pending.values()) req.reject(err);

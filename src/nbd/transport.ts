@@ -26,6 +26,7 @@ export class Transport {
   private closeListeners: ((cause: Error) => void)[] = [];
   private destroyReason: Error | undefined;
   private socketError: Error | undefined;
+  private activityListener: (() => void) | undefined;
 
   private constructor(
     private readonly socket: net.Socket,
@@ -105,6 +106,7 @@ export class Transport {
   }
 
   private onRead(n: number, buf: Uint8Array, shared: Buffer): void {
+    this.activityListener?.();
     const direct = this.directTarget;
     this.directTarget = undefined;
     if (direct && buf === direct) {
@@ -155,6 +157,11 @@ export class Transport {
     return new Promise((resolve, reject) => {
       this.waiter = { n, resolve, reject };
     });
+  }
+
+  /** `fn` runs whenever bytes arrive (liveness for a reply watchdog). */
+  onActivity(fn: () => void): void {
+    this.activityListener = fn;
   }
 
   /** From now on every arrival of bytes calls `fn`, which consumes what it can from `queue`. */
