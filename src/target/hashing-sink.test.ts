@@ -88,6 +88,9 @@ describe('HashingSink', () => {
     await sink.close();
     assert.deepEqual(sink.digest().blocks, expected);
     assert.deepEqual(Buffer.concat(chunks), data);
+    // The fake inner sink gives buffers back on the next turn of the event loop (setImmediate),
+    // which close() need not wait for when the workers answered first: let that turn happen.
+    await new Promise((r) => setImmediate(r));
     assert.equal(released, Math.ceil((data.length - 2048) / 10_240));
   });
 
