@@ -1,9 +1,7 @@
-import { getHost } from '../catalog/hosts.js';
-import { getProject } from '../catalog/projects.js';
-import { getUser } from '../catalog/users.js';
 import { getWorkload, listWorkloadVms, type Workload } from '../catalog/workloads.js';
 import type { MetadataInput } from '../target/metadata/codec.js';
 import type { ControllerContext } from './context.js';
+import { resolveWorkloadNames } from './workload-names.js';
 
 /**
  * A workload's description on its target (workload.json), made from the catalog. Labels say whom it
@@ -15,18 +13,17 @@ export async function workloadDocument(
   w: Workload,
 ): Promise<MetadataInput<'workload'>> {
   const labels: Record<string, string> = {};
-  const project = await getProject(ctx.db, w.project_id).catch(() => undefined);
+  const vms = await listWorkloadVms(ctx.db, w.id);
+  const names = await resolveWorkloadNames(ctx.db, w, vms);
   labels['project.id'] = w.project_id;
-  if (project) labels['project.name'] = project.name;
+  if (names.project !== null) labels['project.name'] = names.project;
   if (w.owner_user_id) {
     labels['owner.id'] = w.owner_user_id;
-    const owner = await getUser(ctx.db, w.owner_user_id).catch(() => undefined);
-    if (owner) labels['owner.name'] = owner.name;
+    if (names.owner !== null) labels['owner.name'] = names.owner;
   }
-  const vms = await listWorkloadVms(ctx.db, w.id);
   for (const vm of vms) {
-    const host = await getHost(ctx.db, vm.host_id).catch(() => undefined);
-    if (host) labels[`vm.${vm.domain_uuid}.host`] = host.name;
+    const host = names.hosts.get(vm.host_id);
+    if (host !== undefined) labels[`vm.${vm.domain_uuid}.host`] = host;
     if (vm.excluded_disks.length > 0) labels[`vm.${vm.domain_uuid}.excluded`] = vm.excluded_disks.join(',');
   }
   const policy: Record<string, unknown> = {};

@@ -18,6 +18,7 @@ import { workloadPrefix } from '../target/layout.js';
 import type { ControllerContext } from './context.js';
 import { ControllerError } from './errors.js';
 import { writeWorkloadDocument } from './workload-doc.js';
+import { resolveWorkloadNames } from './workload-names.js';
 
 /** A VM as callers name it: on a host, by libvirt UUID or by name (names need the inventory). */
 export interface VmRef {
@@ -121,29 +122,13 @@ function assertUnlocked(w: Workload): void {
 export async function getWorkloadDetail(ctx: ControllerContext, id: string): Promise<WorkloadDetail> {
   const w = await getWorkload(ctx.db, id);
   const vms = await listWorkloadVms(ctx.db, id);
-  const db = ctx.db;
-  const project = await db
-    .selectFrom('projects')
-    .select('name')
-    .where('id', '=', w.project_id)
-    .executeTakeFirst();
-  const owner = w.owner_user_id
-    ? await db.selectFrom('users').select('name').where('id', '=', w.owner_user_id).executeTakeFirst()
-    : undefined;
-  const target = w.target_id
-    ? await db.selectFrom('targets').select('name').where('id', '=', w.target_id).executeTakeFirst()
-    : undefined;
-  const hostIds = [...new Set(vms.map((v) => v.host_id))];
-  const hosts = hostIds.length
-    ? await db.selectFrom('hosts').select(['id', 'name']).where('id', 'in', hostIds).execute()
-    : [];
-  const hostName = new Map(hosts.map((h) => [h.id, h.name]));
+  const names = await resolveWorkloadNames(ctx.db, w, vms);
   return {
     ...w,
-    project_name: project?.name ?? null,
-    owner_name: owner?.name ?? null,
-    target_name: target?.name ?? null,
-    vms: vms.map((v) => ({ ...v, host_name: hostName.get(v.host_id) ?? null })),
+    project_name: names.project,
+    owner_name: names.owner,
+    target_name: names.target,
+    vms: vms.map((v) => ({ ...v, host_name: names.hosts.get(v.host_id) ?? null })),
   };
 }
 
