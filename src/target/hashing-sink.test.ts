@@ -15,15 +15,24 @@ class MemorySink implements ByteSink {
   }
 }
 
-describe('HashingSink', () => {
-  it('hashes fixed blocks whatever the chunking, and passes every byte through', async () => {
-    const data = Buffer.alloc(10_000);
-    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
-    const expected = [0, 4096, 8192].map((o) =>
+/** SHA-256 of every 4096-byte block of `data` (the last one short), as the manifest lists them. */
+function blockDigests(data: Buffer): string[] {
+  const out: string[] = [];
+  for (let o = 0; o < data.length; o += 4096) {
+    out.push(
       createHash('sha256')
         .update(data.subarray(o, o + 4096))
         .digest('hex'),
     );
+  }
+  return out;
+}
+
+describe('HashingSink', () => {
+  it('hashes fixed blocks whatever the chunking, and passes every byte through', async () => {
+    const data = Buffer.alloc(10_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
+    const expected = blockDigests(data);
     for (const [chunk, workers] of [
       [1, false],
       [1000, false],
@@ -51,14 +60,7 @@ describe('HashingSink', () => {
   it('hashes lent chunks in shared memory in place, and gives each buffer back once hashed and written', async () => {
     const data = Buffer.alloc(30_000);
     for (let i = 0; i < data.length; i++) data[i] = (i * 11) % 247;
-    const expected: string[] = [];
-    for (let o = 0; o < data.length; o += 4096) {
-      expected.push(
-        createHash('sha256')
-          .update(data.subarray(o, o + 4096))
-          .digest('hex'),
-      );
-    }
+    const expected = blockDigests(data);
     // A lending sink: gives the buffer back after a tick, like a write in flight.
     const chunks: Buffer[] = [];
     const inner: ByteSink = {
@@ -97,14 +99,7 @@ describe('HashingSink', () => {
   it('digestFile gives the same blocks from reads or reads into its memory, here or in workers', async () => {
     const data = Buffer.alloc(50_000);
     for (let i = 0; i < data.length; i++) data[i] = (i * 13) % 253;
-    const expected: string[] = [];
-    for (let o = 0; o < data.length; o += 4096) {
-      expected.push(
-        createHash('sha256')
-          .update(data.subarray(o, o + 4096))
-          .digest('hex'),
-      );
-    }
+    const expected = blockDigests(data);
     const read = async (o: number, l: number) => Buffer.from(data.subarray(o, o + l));
     const readInto = async (t: Buffer, o: number) => {
       data.copy(t, 0, o, o + t.length);
